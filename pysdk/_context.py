@@ -1,0 +1,225 @@
+"""The context objects handed to handlers: `Context` (services),
+`ObjectSharedContext` (shared handlers of a virtual object: read-only) and
+`ObjectContext` (exclusive handlers: read and write).
+
+Names, signatures and semantics follow Restate's Python SDK so that a handler
+ports by changing its import. Unlike Restate's abstract classes these are the
+concrete classes: a context is one slot (the `Machine`) and every method is a
+thin, allocation-light forward to it, because a context is built for every
+invocation and `get`/`set` are the hot path. `ObjectContext` extends
+`ObjectSharedContext`, so a helper typed for the read-only context also
+accepts the read-write one.
+
+`ctx.run` / `ctx.run_typed` / `ctx.time` return an awaitable that does its
+work when awaited (a coroutine); await it where it is created.
+"""
+from __future__ import annotations
+
+import json
+import time as _time
+import typing
+import uuid as _uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from random import Random
+from typing import Any, Awaitable, Callable, Coroutine, Optional, ParamSpec, TypeVar, Union, overload
+
+from ._machine import Machine
+from ._retry import DEFAULT_RUN_OPTIONS, RunOptions
+from ._serde import DEFAULT_SERDE, JSON_CODEC, Codec, Serde, codec, codec_for_hint, json_dumps
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+RunAction = Union[Callable[..., Coroutine[Any, Any, T]], Callable[..., T]]
+
+_loads = json.loads
+_return_hints: dict[Any, Any] = {}
+
+
+@dataclass
+class Request:
+    """The invocation's request: id, headers, body (Restate's `Request`)."""
+
+    id: str
+    headers: dict[str, str]
+    attempt_headers: dict[str, str]
+    body: bytes
+
+
+def _run_codec(action: Any, serde: Serde[Any], type_hint: Any) -> Codec:
+    """Codec of a step's result: from the serde and hint, else from the
+    action's return annotation (so a model comes back as a model on replay)."""
+    if type_hint is None and (serde is DEFAULT_SERDE or serde is None):
+        annotations = getattr(action, "__annotations__", None)
+        if not annotations:
+            return JSON_CODEC
+        hint = annotations.get("return")
+        if hint is None:
+            return JSON_CODEC
+        if isinstance(hint, str):  # `from __future__ import annotations`
+            hint = _resolve_return_hint(action)
+        return codec_for_hint(hint)
+    return codec(serde, type_hint)
+
+
+def _resolve_return_hint(action: Any) -> Any:
+    key = getattr(action, "__code__", None) or action
+    try:
+        return _return_hints[key]
+    except KeyError:
+        pass
+    try:
+        hint = typing.get_type_hints(action).get("return")
+    except Exception:  # noqa: BLE001 - unresolvable annotation: plain JSON
+        hint = None
+    _return_hints[key] = hint
+    return hint
+
+
+class Context:
+    """Context of a service handler (and base of the object contexts)."""
+
+    __slots__ = ("_m",)
+
+    def __init__(self, machine: Machine) -> None:
+        self._m = machine
+
+    def request(self) -> Request:
+        m = self._m
+        headers = dict(m.headers)
+        return Request(id=m.invocation_id, headers=headers, attempt_headers=dict(headers), body=m.body)
+
+    def random(self) -> Random:
+        """A `random.Random` seeded from the invocation id: the same sequence on
+        every replay. Not for secrets."""
+        return self._m.random()
+
+    def uuid(self) -> _uuid.UUID:
+        """A UUID (v4 layout) from `random()`: stable across retries and replays."""
+        return _uuid.UUID(int=self._m.random().getrandbits(128), version=4)
+
+    def time(self) -> Awaitable[float]:
+        """`time.time()`, recorded as the step "timestamp": stable on replay."""
+        return self._m.run("timestamp", _time.time, (), {}, JSON_CODEC, DEFAULT_RUN_OPTIONS)
+
+    @overload
+    def run(
+        self,
+        name: str,
+        action: Callable[..., Coroutine[Any, Any, T]],
+        serde: Serde[T] = DEFAULT_SERDE,
+        max_attempts: Optional[int] = None,
+        max_retry_duration: Optional[timedelta] = None,
+        type_hint: Optional[type[T]] = None,
+        args: Optional[tuple[Any, ...]] = None,
+    ) -> Awaitable[T]: ...
+
+    @overload
+    def run(
+        self,
+        name: str,
+        action: Callable[..., T],
+        serde: Serde[T] = DEFAULT_SERDE,
+        max_attempts: Optional[int] = None,
+        max_retry_duration: Optional[timedelta] = None,
+        type_hint: Optional[type[T]] = None,
+        args: Optional[tuple[Any, ...]] = None,
+    ) -> Awaitable[T]: ...
+
+    def run(
+        self,
+        name: str,
+        action: RunAction[T],
+        serde: Serde[T] = DEFAULT_SERDE,
+        max_attempts: Optional[int] = None,
+        max_retry_duration: Optional[timedelta] = None,
+        type_hint: Optional[type[T]] = None,
+        args: Optional[tuple[Any, ...]] = None,
+    ) -> Awaitable[T]:
+        """Run `action(*args)` once as the durable step `name` (sync or async).
+
+        Its result is journaled and durable before the await returns; on
+        replay the recorded result is returned without running it. A
+        `TerminalError` is journaled and re-raised; other exceptions are
+        retried with backoff until `max_attempts` / `max_retry_duration`
+        (unlimited by default), then become a `TerminalError`.
+        Prefer `run_typed`.
+        """
+        if max_attempts is None and max_retry_duration is None:
+            options: RunOptions[Any] = DEFAULT_RUN_OPTIONS
+        else:
+            options = RunOptions(max_attempts=max_attempts, max_duration=max_retry_duration)
+        return self._m.run(name, action, args or (), {}, _run_codec(action, serde, type_hint), options)
+
+    @overload
+    def run_typed(
+        self,
+        name: str,
+        action: Callable[P, Coroutine[Any, Any, T]],
+        options: RunOptions[T] = DEFAULT_RUN_OPTIONS,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Awaitable[T]: ...
+
+    @overload
+    def run_typed(
+        self,
+        name: str,
+        action: Callable[P, T],
+        options: RunOptions[T] = DEFAULT_RUN_OPTIONS,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Awaitable[T]: ...
+
+    def run_typed(
+        self,
+        name: str,
+        action: Union[Callable[P, Coroutine[Any, Any, T]], Callable[P, T]],
+        options: RunOptions[T] = DEFAULT_RUN_OPTIONS,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Awaitable[T]:
+        """`run` with typed arguments: `await ctx.run_typed("charge", charge, RunOptions(max_attempts=3), amount)`."""
+        return self._m.run(name, action, args, kwargs, _run_codec(action, options.serde, options.type_hint), options)
+
+
+class ObjectSharedContext(Context):
+    """Context of a shared virtual-object handler: reads the object's state."""
+
+    __slots__ = ()
+
+    def key(self) -> str:
+        return self._m.key
+
+    async def get(self, name: str, serde: Serde[T] = DEFAULT_SERDE, type_hint: Optional[type[T]] = None) -> Any:
+        """The value of state `name`, or None."""
+        raw = self._m.get_state(name)
+        if serde is DEFAULT_SERDE and type_hint is None:
+            return _loads(raw) if raw else None
+        if raw is None:
+            return None
+        return codec(serde, type_hint).loads(raw)
+
+    async def state_keys(self) -> list[str]:
+        """Names of the object's state entries (sorted)."""
+        return self._m.state_keys()
+
+
+class ObjectContext(ObjectSharedContext):
+    """Context of an exclusive virtual-object handler: reads and writes state."""
+
+    __slots__ = ()
+
+    def set(self, name: str, value: T, serde: Serde[T] = DEFAULT_SERDE) -> None:
+        """Set state `name`; visible to this handler at once, to others once committed."""
+        self._m.set_state(name, json_dumps(value) if serde is DEFAULT_SERDE else codec(serde).dumps(value))
+
+    def clear(self, name: str) -> None:
+        self._m.clear_state(name)
+
+    def clear_all(self) -> None:
+        self._m.clear_all()

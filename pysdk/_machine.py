@@ -1,0 +1,261 @@
+"""The replay state machine: one `Machine` per attempt of one invocation.
+
+Every durable operation of a handler (state reads and writes, `ctx.run`
+steps) goes through the machine, which holds the journal as recorded so far:
+
+* While recorded entries remain (replay), each operation consumes the next
+  one. Kind and name must match what the handler asks for, else the handler
+  is not the one that wrote the journal and `NonDeterminismError` is raised.
+  Replayed reads return the recorded value and replayed steps their recorded
+  outcome, without running the action; replayed writes do not touch the
+  state view, because the runtime loaded the state with their effects.
+* After the last recorded entry (live), operations act on the machine's own
+  copy of the object's state, and append new entries to `pending`. A step
+  (`run`) executes, is recorded, and is made durable through
+  `Backend.flush` before the handler sees its result: nothing the handler
+  does next can depend on a result that could be lost.
+
+Entries are 5-tuples (see `_entries`) so that handing them to the Rust core
+costs no conversion. The machine knows nothing of storage or of the event
+loop beyond `Backend.flush`; the runtime (in-process or over gRPC) drives it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from inspect import isawaitable
+from random import Random
+from typing import Any, Callable, Optional, Protocol
+
+from . import _retry
+from ._entries import CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SET_STATE, STATE_KEYS, Entry, describe
+from ._errors import NonDeterminismError, ReplayRequested, Suspended, TerminalError
+from ._retry import RunOptions, RunRetry
+from ._serde import Codec
+
+__all__ = ["Backend", "Entry", "Machine", "NonDeterminismError", "ReplayRequested", "Suspended"]
+
+logger = logging.getLogger("pysdk")
+
+_dumps = json.dumps
+_loads = json.loads
+_monotonic = time.monotonic
+
+
+class Backend(Protocol):
+    """What the runtime provides to the machine."""
+
+    async def flush(self, machine: "Machine") -> None:
+        """Make `machine.take_pending()` durable (journal rows and state
+        effects); return once it is."""
+
+
+class Machine:
+    """Journal, live state view and replay cursor of one invocation attempt."""
+
+    def __init__(
+        self,
+        *,
+        invocation_id: str,
+        key: str,
+        handler_kind: str,
+        state: dict[str, bytes],
+        replay: list[Entry],
+        backend: Backend,
+        headers: list[tuple[str, str]],
+        attempt: int = 0,
+        always_replay: bool = False,
+        body: bytes = b"",
+    ) -> None:
+        self.invocation_id = invocation_id
+        self.key = key
+        self.handler_kind = handler_kind
+        self.state: dict[str, bytes] = dict(state)
+        self.headers = headers
+        self.attempt = attempt
+        self.always_replay = always_replay
+        self.body = body
+        self.journal_index = 0
+        self._replay = replay
+        self._replay_len = len(replay)
+        self._backend = backend
+        self._pending: list[Entry] = []
+        self._random: Optional[Random] = None
+
+    # -- what the runtime reads -------------------------------------------
+
+    @property
+    def replaying(self) -> bool:
+        """Whether recorded entries remain to be consumed."""
+        return self.journal_index < self._replay_len
+
+    def take_pending(self) -> list[Entry]:
+        """The entries recorded live since the last call, in order (and forget them)."""
+        pending = self._pending
+        self._pending = []
+        return pending
+
+    def check_replay_complete(self) -> None:
+        """Called when the handler returned: every recorded entry must have been used."""
+        if self.journal_index < self._replay_len:
+            entry = self._replay[self.journal_index]
+            raise NonDeterminismError(
+                f"invocation {self.invocation_id}: the handler returned after "
+                f"{self.journal_index} journal entries, but the journal has "
+                f"{self._replay_len}; entry {self.journal_index} is {describe(entry[0], entry[1])}"
+            )
+
+    # -- replay cursor ------------------------------------------------------
+
+    def _mismatch(self, index: int, kind: int, name: Optional[str]) -> NonDeterminismError:
+        entry = self._replay[index]
+        return NonDeterminismError(
+            f"invocation {self.invocation_id}: journal entry {index} was recorded as "
+            f"{describe(entry[0], entry[1])}, but the handler now does {describe(kind, name)} "
+            f"(the handler code or its inputs changed since the entry was written)"
+        )
+
+    # -- state ----------------------------------------------------------------
+
+    def get_state(self, name: str) -> Optional[bytes]:
+        i = self.journal_index
+        self.journal_index = i + 1
+        if i < self._replay_len:
+            entry = self._replay[i]
+            if entry[0] != GET_STATE or entry[1] != name:
+                self.journal_index = i
+                raise self._mismatch(i, GET_STATE, name)
+            return entry[2]
+        value = self.state.get(name)
+        self._pending.append((GET_STATE, name, value, 0, None))
+        return value
+
+    def set_state(self, name: str, value: bytes) -> None:
+        i = self.journal_index
+        self.journal_index = i + 1
+        if i < self._replay_len:
+            entry = self._replay[i]
+            if entry[0] != SET_STATE or entry[1] != name:
+                self.journal_index = i
+                raise self._mismatch(i, SET_STATE, name)
+            return
+        self.state[name] = value
+        self._pending.append((SET_STATE, name, value, 0, None))
+
+    def clear_state(self, name: str) -> None:
+        i = self.journal_index
+        self.journal_index = i + 1
+        if i < self._replay_len:
+            entry = self._replay[i]
+            if entry[0] != CLEAR_STATE or entry[1] != name:
+                self.journal_index = i
+                raise self._mismatch(i, CLEAR_STATE, name)
+            return
+        self.state.pop(name, None)
+        self._pending.append((CLEAR_STATE, name, None, 0, None))
+
+    def clear_all(self) -> None:
+        i = self.journal_index
+        self.journal_index = i + 1
+        if i < self._replay_len:
+            if self._replay[i][0] != CLEAR_ALL:
+                self.journal_index = i
+                raise self._mismatch(i, CLEAR_ALL, None)
+            return
+        self.state.clear()
+        self._pending.append((CLEAR_ALL, None, None, 0, None))
+
+    def state_keys(self) -> list[str]:
+        i = self.journal_index
+        self.journal_index = i + 1
+        if i < self._replay_len:
+            entry = self._replay[i]
+            if entry[0] != STATE_KEYS:
+                self.journal_index = i
+                raise self._mismatch(i, STATE_KEYS, None)
+            return list(_loads(entry[2])) if entry[2] else []
+        keys = sorted(self.state)
+        self._pending.append((STATE_KEYS, None, _dumps(keys).encode(), 0, None))
+        return keys
+
+    # -- steps ------------------------------------------------------------------
+
+    async def run(
+        self,
+        name: str,
+        action: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        codec: Codec,
+        options: RunOptions[Any],
+    ) -> Any:
+        """Run (or replay) the step `name`; return its result as decoded from
+        its journaled bytes, so a live run and its replays return equal values."""
+        i = self.journal_index
+        if i < self._replay_len:
+            entry = self._replay[i]
+            if entry[0] != RUN or entry[1] != name:
+                raise self._mismatch(i, RUN, name)
+            self.journal_index = i + 1
+            value = entry[2]
+            if value is None and (entry[3] != 0 or entry[4] is not None):
+                raise TerminalError(entry[4] or "", entry[3])
+            return codec.loads(value) if value is not None else None
+
+        started = _monotonic()
+        retry: Optional[RunRetry] = None
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                result = action(*args, **kwargs)
+                if isawaitable(result):
+                    result = await result
+            except TerminalError as exc:
+                return await self._fail_run(name, exc.status_code, exc.message, exc)
+            except Exception as exc:  # noqa: BLE001 - any other failure is retried
+                if retry is None:
+                    retry = RunRetry(options)
+                delay = retry.next_delay(attempts, _monotonic() - started)
+                if delay is None:
+                    message = f"run {name!r} failed after {attempts} attempt(s): {type(exc).__name__}: {exc}"
+                    return await self._fail_run(name, 500, message, exc)
+                logger.warning(
+                    "invocation %s: run %r attempt %d failed (%s: %s); retrying in %.3fs",
+                    self.invocation_id, name, attempts, type(exc).__name__, exc, delay,
+                )
+                await _retry.sleep(delay)
+                continue
+            try:
+                value = codec.dumps(result)
+            except Exception as exc:  # noqa: BLE001 - retrying cannot fix an unencodable value
+                message = f"run {name!r}: cannot serialize its result: {type(exc).__name__}: {exc}"
+                return await self._fail_run(name, 500, message, exc)
+            self.journal_index = i + 1
+            self._pending.append((RUN, name, value, 0, None))
+            await self._flush()
+            return codec.loads(value)
+
+    async def _fail_run(self, name: str, code: int, message: str, cause: BaseException) -> Any:
+        """Journal the step's terminal failure, make it durable, raise it."""
+        self.journal_index += 1
+        self._pending.append((RUN, name, None, code, message))
+        await self._flush()
+        raise TerminalError(message, code) from cause
+
+    async def _flush(self) -> None:
+        await self._backend.flush(self)
+        if self.always_replay:
+            raise ReplayRequested()
+
+    # -- deterministic randomness -------------------------------------------------
+
+    def random(self) -> Random:
+        """One generator per invocation, seeded from its id: equal on every replay."""
+        rnd = self._random
+        if rnd is None:
+            seed = int.from_bytes(hashlib.sha256(self.invocation_id.encode()).digest()[:8], "big")
+            rnd = self._random = Random(seed)
+        return rnd

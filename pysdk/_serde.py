@@ -1,0 +1,212 @@
+"""Serialization of inputs, outputs, state values and step results.
+
+The public classes follow Restate's `restate.serde` (`Serde`, `DefaultSerde`,
+`JsonSerde`, `BytesSerde`, `PydanticJsonSerde`): `None` is the empty byte
+string both ways, and the default is JSON, with pydantic models and
+dataclasses rebuilt from a type hint.
+
+The SDK itself does not call these classes on the hot path. Everything
+is resolved once into a `Codec` (two plain functions): when a handler is
+decorated for its input and output, and through a per-type-hint cache for
+`ctx.get` and `ctx.run`. The default codec is `json.loads` / `json.dumps`
+called directly; pydantic is only involved when a type hint asks for it, or
+as a fallback when `json.dumps` meets a value it cannot encode (a model, a
+dataclass, a datetime).
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import typing
+from typing import Any, Callable, Generic, Optional, TypeVar
+
+import pydantic
+import pydantic_core
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 (Restate's name)
+
+_loads = json.loads
+_dumps = json.dumps
+_to_json = pydantic_core.to_json
+
+
+class Serde(Generic[T], abc.ABC):
+    """serializer/deserializer interface (Restate's)."""
+
+    @abc.abstractmethod
+    def deserialize(self, buf: bytes) -> Optional[T]:
+        """bytes -> value"""
+
+    @abc.abstractmethod
+    def serialize(self, obj: Optional[T]) -> bytes:
+        """value -> bytes"""
+
+
+class BytesSerde(Serde[bytes]):
+    """Pass-through."""
+
+    def deserialize(self, buf: bytes) -> Optional[bytes]:
+        return buf
+
+    def serialize(self, obj: Optional[bytes]) -> bytes:
+        return b"" if obj is None else bytes(obj)
+
+
+def json_loads(buf: bytes) -> Any:
+    """JSON, with the empty byte string meaning None (Restate's convention)."""
+    return _loads(buf) if buf else None
+
+
+def json_dumps(obj: Any) -> bytes:
+    """JSON via `json.dumps`; values it cannot encode (models, dataclasses,
+    datetimes, UUIDs, sets) go through pydantic's encoder instead."""
+    if obj is None:
+        return b""
+    try:
+        return _dumps(obj).encode()
+    except TypeError:
+        return _to_json(obj)
+
+
+class JsonSerde(Serde[I]):
+    """Plain JSON."""
+
+    def deserialize(self, buf: bytes) -> Optional[I]:
+        return json_loads(buf)
+
+    def serialize(self, obj: Optional[I]) -> bytes:
+        return json_dumps(obj)
+
+
+class PydanticJsonSerde(Serde[I]):
+    """A pydantic model to and from JSON."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def deserialize(self, buf: bytes) -> Optional[I]:
+        return self.model.model_validate_json(buf) if buf else None
+
+    def serialize(self, obj: Optional[I]) -> bytes:
+        if obj is None:
+            return b""
+        if isinstance(obj, pydantic.BaseModel):
+            return obj.model_dump_json().encode()
+        return json_dumps(obj)
+
+
+class DefaultSerde(Serde[I]):
+    """JSON; with a type hint naming a pydantic model, a dataclass or another
+    typed structure, values are validated and rebuilt into that type."""
+
+    def __init__(self, type_hint: Optional[Any] = None) -> None:
+        self.type_hint = type_hint
+
+    def with_maybe_type(self, type_hint: Optional[Any] = None) -> "DefaultSerde[I]":
+        return DefaultSerde(type_hint)
+
+    def deserialize(self, buf: bytes) -> Optional[I]:
+        return codec_for_hint(self.type_hint).loads(buf)
+
+    def serialize(self, obj: Optional[I]) -> bytes:
+        return codec_for_hint(self.type_hint).dumps(obj)
+
+
+class Codec:
+    """The resolved pair of functions the SDK calls on the hot path."""
+
+    __slots__ = ("loads", "dumps")
+
+    def __init__(self, loads: Callable[[bytes], Any], dumps: Callable[[Any], bytes]) -> None:
+        self.loads = loads
+        self.dumps = dumps
+
+
+JSON_CODEC = Codec(json_loads, json_dumps)
+DEFAULT_SERDE: DefaultSerde[Any] = DefaultSerde()
+
+_UNTYPED = (None, Any, object, typing.Any)
+_hint_cache: dict[Any, Codec] = {}
+
+
+def is_pydantic_model(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, pydantic.BaseModel)
+
+
+def _model_codec(model: type[pydantic.BaseModel]) -> Codec:
+    validate = model.model_validate_json
+
+    def loads(buf: bytes) -> Any:
+        return validate(buf) if buf else None
+
+    def dumps(obj: Any) -> bytes:
+        if isinstance(obj, pydantic.BaseModel):
+            return obj.model_dump_json().encode()
+        return json_dumps(obj)
+
+    return Codec(loads, dumps)
+
+
+def _adapter_codec(hint: Any) -> Codec:
+    try:
+        adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(hint)
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError):
+        # A type pydantic cannot describe: keep Restate's behaviour (plain JSON).
+        return JSON_CODEC
+    validate = adapter.validate_json
+
+    def loads(buf: bytes) -> Any:
+        return validate(buf) if buf else None
+
+    # Encoding needs no schema: json.dumps, else pydantic's schema-less encoder
+    # (a schema-bound dump_json would warn on values of an unexpected type).
+    return Codec(loads, json_dumps)
+
+
+def codec_for_hint(hint: Any) -> Codec:
+    """The codec for values annotated `hint`, built once per hint."""
+    if hint in _UNTYPED:
+        return JSON_CODEC
+    try:
+        return _hint_cache[hint]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable hint: build without caching
+        return _build_codec(hint)
+    codec = _hint_cache[hint] = _build_codec(hint)
+    return codec
+
+
+def _build_codec(hint: Any) -> Codec:
+    if is_pydantic_model(hint):
+        return _model_codec(hint)
+    if hint in (str, int, float, bool, list, dict):
+        # json.loads already yields these; skip a validation pass for state and
+        # step results. (Handler inputs are validated: see input_codec.)
+        return JSON_CODEC
+    return _adapter_codec(hint)
+
+
+def input_codec(hint: Any) -> Codec:
+    """Like codec_for_hint, but scalar hints are validated too: a handler input
+    that does not fit its annotation is the caller's error, answered with 400."""
+    if hint in (str, int, float, bool, list, dict):
+        return _adapter_codec(hint)
+    return codec_for_hint(hint)
+
+
+def codec(serde: Optional[Serde[Any]], type_hint: Any = None) -> Codec:
+    """Resolve a (serde, type_hint) pair as accepted by ctx.get / ctx.run."""
+    if serde is None or serde is DEFAULT_SERDE:
+        return codec_for_hint(type_hint)
+    if type(serde) is DefaultSerde:
+        return codec_for_hint(type_hint if type_hint is not None else serde.type_hint)
+    if type(serde) is JsonSerde:
+        return JSON_CODEC
+    return Codec(serde.deserialize, serde.serialize)
+
+
+def is_dataclass_type(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
