@@ -15,7 +15,6 @@ work when awaited (a coroutine); await it where it is created.
 """
 from __future__ import annotations
 
-import json
 import time as _time
 import typing
 import uuid as _uuid
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from random import Random
 from typing import Any, Awaitable, Callable, Coroutine, Optional, ParamSpec, TypeVar, Union, overload
+
+import pydantic_core
 
 from ._machine import Machine
 from ._retry import DEFAULT_RUN_OPTIONS, RunOptions
@@ -33,7 +34,7 @@ P = ParamSpec("P")
 
 RunAction = Union[Callable[..., Coroutine[Any, Any, T]], Callable[..., T]]
 
-_loads = json.loads
+_loads = pydantic_core.from_json  # not json.loads: see _serde
 _return_hints: dict[Any, Any] = {}
 
 

@@ -22,12 +22,13 @@ loop beyond `Backend.flush`; the runtime (in-process or over gRPC) drives it.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from inspect import isawaitable
 from random import Random
 from typing import Any, Callable, Optional, Protocol
+
+import pydantic_core
 
 from . import _retry
 from ._entries import CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SET_STATE, STATE_KEYS, Entry, describe
@@ -39,8 +40,8 @@ __all__ = ["Backend", "Entry", "Machine", "NonDeterminismError", "ReplayRequeste
 
 logger = logging.getLogger("pysdk")
 
-_dumps = json.dumps
-_loads = json.loads
+_dumps = pydantic_core.to_json
+_loads = pydantic_core.from_json
 _monotonic = time.monotonic
 
 
@@ -177,7 +178,7 @@ class Machine:
                 raise self._mismatch(i, STATE_KEYS, None)
             return list(_loads(entry[2])) if entry[2] else []
         keys = sorted(self.state)
-        self._pending.append((STATE_KEYS, None, _dumps(keys).encode(), 0, None))
+        self._pending.append((STATE_KEYS, None, _dumps(keys), 0, None))
         return keys
 
     # -- steps ------------------------------------------------------------------

