@@ -8,7 +8,7 @@ from typing import Any, Optional
 import pydantic
 import pytest
 
-from conftest import FakeBackend, drive, run
+from .fakes import FakeBackend, drive, run
 from pysdk import (
     Context,
     InvocationRetryPolicy,

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from conftest import FakeBackend, drive, run
+from .fakes import FakeBackend, drive, run
 from pysdk import ObjectContext, RunOptions, Service, TerminalError, VirtualObject
 from pysdk._context import Context, ObjectSharedContext
 from pysdk._entries import CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SET_STATE, STATE_KEYS
