@@ -1,0 +1,19 @@
+"""Settings of one `stead serve` process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    target: str  # "module:attribute" naming the pysdk App
+    data_dir: str = ".stead-data"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    durability: str = "sync"  # "sync": fsync per group commit; "wal": WAL written, not synced
+    always_replay: bool = False  # drop every invocation after each durable point; resume by replay
+    max_body_bytes: int = 32 * 1024 * 1024
+    retention_s: float = 24 * 3600.0  # how long completed invocations are kept
+    shutdown_timeout_s: float = 10.0
+    log_level: str = "warning"

@@ -1,0 +1,115 @@
+"""The `stead serve` process: lifecycle of the store, invoker, timers and HTTP ingress.
+
+Startup: open the data directory (refusing another schema version), load the
+application, resume unfinished invocations, start the retry-timer and retention
+loops, serve HTTP. Shutdown on SIGTERM/SIGINT (captured by uvicorn, which stops
+accepting and lets in-flight requests finish, then re-raises the signal): running
+invocations get `shutdown_timeout_s` to finish, then are cancelled (they resume
+by replay at the next start), the writer drains every queued commit, and RocksDB
+is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+
+import uvicorn
+
+from pysdk._app import App
+from runtime import _core
+from runtime.commits import Commits
+from runtime.config import ServerConfig
+from runtime.ids import now_ms
+from runtime.ingress import Ingress
+from runtime.invoker import Invoker
+
+log = logging.getLogger("stead.server")
+
+PURGE_INTERVAL_S = 60.0
+
+
+def load_app(target: str) -> App:
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected MODULE:ATTRIBUTE (like examples.cart:application), got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    try:
+        app = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(app, App):
+        raise ValueError(f"{target} is a {type(app).__name__}, not an app built with pysdk.app([...])")
+    return app
+
+
+async def serve(config: ServerConfig, app: App) -> None:
+    loop = asyncio.get_running_loop()
+    os.makedirs(config.data_dir, exist_ok=True)
+    store = _core.Store(config.data_dir, config.durability)
+    server: uvicorn.Server | None = None
+
+    def on_storage_failure(exc: BaseException) -> None:
+        if server is not None:
+            server.should_exit = True
+
+    commits = Commits(store, loop, on_storage_failure)
+    invoker = Invoker(store, app, commits, always_replay=config.always_replay)
+    background: list[asyncio.Task[None]] = []
+    try:
+        resumed = invoker.recover()
+        if resumed:
+            log.warning("resuming %d unfinished invocations", resumed)
+        background.append(loop.create_task(invoker.timer_loop()))
+        background.append(loop.create_task(_purge_loop(store, config.retention_s)))
+        ingress = Ingress(app, invoker, max_body_bytes=config.max_body_bytes)
+        uv_config = uvicorn.Config(
+            ingress, host=config.host, port=config.port, loop="none", http="httptools",
+            lifespan="off", access_log=False, log_level=config.log_level,
+            timeout_graceful_shutdown=config.shutdown_timeout_s, server_header=False,
+            date_header=False,
+        )
+        server = uvicorn.Server(uv_config)
+        await server.serve()
+    finally:
+        await invoker.close(config.shutdown_timeout_s)
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        commits.close()
+        store.close()
+
+
+async def _purge_loop(store: _core.Store, retention_s: float) -> None:
+    """Delete completed invocations once they are older than the retention period."""
+    while True:
+        await asyncio.sleep(PURGE_INTERVAL_S)
+        cutoff = now_ms() - int(retention_s * 1000)
+        while await asyncio.to_thread(store.purge_completed, cutoff, 10_000) == 10_000:
+            pass
+
+
+def run(config: ServerConfig) -> None:
+    import uvloop
+
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = load_app(config.target)
+    # uvicorn captures SIGINT/SIGTERM while serving and re-raises them when it returns,
+    # which would kill the process before the store is closed. Our handlers only note
+    # the signal; it is re-raised once everything is shut down.
+    captured: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: captured.append(signum))
+    uvloop.run(serve(config, app))
+    for sig in dict.fromkeys(captured):
+        signal.signal(sig, signal.SIG_DFL)
+        signal.raise_signal(sig)

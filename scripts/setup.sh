@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh machine: system packages, a virtualenv in .venv,
+# Python dependencies, and the Rust extension built in release mode.
+#
+# The RocksDB C++ build is long (~15 min on 2 cores), so Cargo builds into a target
+# directory outside the clone that survives between runs on the same machine
+# ($STEAD_CARGO_TARGET, default ~/.cache/stead/target). cargo test and maturin both
+# build with the release profile so that RocksDB is compiled once for both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${STEAD_CARGO_TARGET:-$HOME/.cache/stead/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+need_pkgs=()
+for pkg in libclang-dev protobuf-compiler clang wrk; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing ${need_pkgs[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "maturin>=1.9,<2"
+# Editable install: dependencies from pyproject.toml, the extension built into runtime/.
+python -m pip install -q --no-build-isolation -e '.[test]'

@@ -1,0 +1,149 @@
+"""Handlers the end-to-end tests drive through a real `stead serve`.
+
+Side effects that must be counted across crashes go to files under the
+directory named by STEAD_TEST_EFFECTS (one line appended per execution).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from examples.cart import cart, checkout
+from pysdk import Context, ObjectContext, ObjectSharedContext, Service, TerminalError, VirtualObject, app
+from pydantic import BaseModel
+
+EFFECTS = Path(os.environ.get("STEAD_TEST_EFFECTS", "/tmp/stead-effects"))
+
+
+def effect(name: str, line: str) -> None:
+    """Append one line to an effects file: how tests count real executions."""
+    EFFECTS.mkdir(parents=True, exist_ok=True)
+    with open(EFFECTS / name, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def effects(name: str) -> list[str]:
+    path = EFFECTS / name
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@cart.handler(kind="shared")
+async def items(ctx: ObjectSharedContext) -> list[str]:
+    return await ctx.get("items") or []
+
+
+@cart.handler(kind="shared")
+async def slow_count(ctx: ObjectSharedContext, seconds: float) -> int:
+    """Holds a shared slot for a while: shared handlers must not block each other or add."""
+    await asyncio.sleep(seconds)
+    return len(await ctx.get("items") or [])
+
+
+@cart.handler()
+async def slow_add(ctx: ObjectContext, item: str) -> int:
+    """An exclusive handler that yields to the loop between its read and its write."""
+    items = await ctx.get("items") or []
+    await asyncio.sleep(0.002)
+    items.append(item)
+    ctx.set("items", items)
+    return len(items)
+
+
+@cart.handler()
+async def clear(ctx: ObjectContext) -> None:
+    ctx.clear_all()
+
+
+steps = VirtualObject("Steps")
+
+
+@steps.handler()
+async def run(ctx: ObjectContext, tag: str) -> str:
+    """Three durable steps; between the second and the third it waits for a gate file,
+    so a test can kill the server there."""
+    a = await ctx.run_typed("one", lambda: effect(f"{tag}.log", "1") or "a")
+    b = await ctx.run_typed("two", lambda: effect(f"{tag}.log", "2") or "b")
+    effect(f"{tag}.log", "after-two")  # not a step: runs again on replay
+    gate = EFFECTS / f"{tag}.gate"
+    while not gate.exists():
+        await asyncio.sleep(0.01)
+    c = await ctx.run_typed("three", lambda: effect(f"{tag}.log", "3") or "c")
+    ctx.set("result", a + b + c)
+    return a + b + c
+
+
+@steps.handler(kind="shared")
+async def result(ctx: ObjectSharedContext) -> str | None:
+    return await ctx.get("result")
+
+
+flaky = Service("Flaky")
+
+
+@flaky.handler()
+async def step_until(ctx: Context, failures: int) -> str:
+    """A step that fails `failures` times with an ordinary exception, then succeeds."""
+
+    def attempt() -> str:
+        n = len(effects("flaky.log"))
+        effect("flaky.log", "attempt")
+        if n < failures:
+            raise RuntimeError(f"transient failure {n + 1}")
+        return f"ok after {n + 1}"
+
+    return await ctx.run_typed("attempt", attempt)
+
+
+@flaky.handler()
+async def handler_until(ctx: Context, failures: int) -> str:
+    """The handler itself (not a step) fails `failures` times: invocation retries."""
+    n = len(effects("handler.log"))
+    effect("handler.log", "attempt")
+    if n < failures:
+        raise RuntimeError(f"transient handler failure {n + 1}")
+    return f"ok after {n + 1}"
+
+
+@flaky.handler()
+async def terminal(ctx: Context, message: str) -> str:
+    effect("terminal.log", "attempt")
+    raise TerminalError(message, status_code=422)
+
+
+@flaky.handler()
+async def terminal_step(ctx: Context) -> str:
+    def fail() -> str:
+        effect("terminal_step.log", "attempt")
+        raise TerminalError("card declined", status_code=402)
+
+    return await ctx.run_typed("charge", fail)
+
+
+class Order(BaseModel):
+    sku: str
+    quantity: int
+
+
+class Receipt(BaseModel):
+    sku: str
+    total: int
+
+
+shop = Service("Shop")
+
+
+@shop.handler()
+async def buy(ctx: Context, order: Order) -> Receipt:
+    return Receipt(sku=order.sku, total=order.quantity * 3)
+
+
+@shop.handler()
+async def ping(ctx: Context) -> str:
+    return "pong"
+
+
+application = app([cart, checkout, steps, flaky, shop])
