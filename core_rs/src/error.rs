@@ -1,0 +1,54 @@
+//! The crate's one error type. It stays a plain Rust enum; the PyO3 layer maps
+//! each variant to a named Python exception at the edge (src/py/convert.rs).
+use std::fmt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// RocksDB reported an I/O error, corruption, a full disk, ...
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The directory was written by a Stead with another on-disk schema.
+    #[error(
+        "data directory {path} has schema version {found}, but this Stead supports \
+         schema version {expected} only; use a matching Stead version or a new directory"
+    )]
+    SchemaVersion { found: u32, expected: u32, path: String },
+    /// A RocksDB database that Stead did not create (no schema version recorded).
+    #[error(
+        "data directory {path} holds a RocksDB database without a Stead schema version \
+         (expected {expected}); refusing to open it"
+    )]
+    NotStead { expected: u32, path: String },
+    /// Bytes on disk that do not decode as what their table holds.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The group-commit writer failed earlier; nothing more is accepted.
+    #[error("commit writer stopped after a storage failure: {0}")]
+    WriterFailed(String),
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+    /// A caller passed a value outside the contract (unknown kind, durability, ...).
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        Error::Storage(e.into_string())
+    }
+}
+
+impl From<prost::DecodeError> for Error {
+    fn from(e: prost::DecodeError) -> Self {
+        Error::Corrupt(e.to_string())
+    }
+}
+
+impl Error {
+    pub(crate) fn corrupt(what: impl fmt::Display) -> Self {
+        Error::Corrupt(what.to_string())
+    }
+}
