@@ -1,0 +1,264 @@
+//! One invocation as the store tracks it in memory, and its record in the
+//! `invocations` table (`stead.v1.InvocationRecord`).
+//!
+//! The immutable fields (id, target, input, headers, creation time) are
+//! encoded once, when the invocation is built; every later write of its record
+//! (running, backing-off, completed) copies those bytes and appends the few
+//! mutable fields. Protobuf decodes a message whose fields arrive in any order,
+//! so the record reads back as one `InvocationRecord`, while a status change
+//! never re-encodes a possibly large input.
+//!
+//! The Python `Invocation` object wraps an `Arc<InvocationMeta>`: the store and
+//! the runtime see the same mutable part (status, journal length, ...).
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prost::encoding::{encode_key, encode_varint, WireType};
+
+use crate::error::{Error, Result};
+use crate::proto::{HandlerKind, InvocationRecord, InvocationStatus};
+
+pub const STATUS_INBOXED: i32 = InvocationStatus::Inboxed as i32;
+pub const STATUS_RUNNING: i32 = InvocationStatus::Running as i32;
+pub const STATUS_BACKING_OFF: i32 = InvocationStatus::BackingOff as i32;
+pub const STATUS_COMPLETED: i32 = InvocationStatus::Completed as i32;
+
+pub const KIND_SERVICE: i32 = HandlerKind::Service as i32;
+pub const KIND_EXCLUSIVE: i32 = HandlerKind::Exclusive as i32;
+pub const KIND_SHARED: i32 = HandlerKind::Shared as i32;
+
+/// The mutable part, kept by the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InvState {
+    /// An `InvocationStatus` value; 0 until admitted.
+    pub status: i32,
+    pub retry_count: u32,
+    /// Journal entries written or queued: the index of the next one.
+    pub journal_len: u32,
+    /// Whether the record has been queued for the invocations table.
+    pub persisted: bool,
+    /// While backing off: when the retry timer fires.
+    pub next_retry_ms: u64,
+    /// While inboxed: its row in the inbox table.
+    pub inbox_seq: u64,
+}
+
+/// How an invocation ended, for its completed record.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Completion<'a> {
+    pub output: Option<&'a [u8]>,
+    pub failure_code: u32,
+    pub failure_message: Option<&'a str>,
+    pub completed_ms: u64,
+}
+
+#[derive(Debug)]
+pub struct InvocationMeta {
+    pub id: String,
+    pub service: String,
+    pub handler: String,
+    pub key: String,
+    pub kind: i32,
+    pub headers: Vec<(String, String)>,
+    pub created_ms: u64,
+    /// Encoded immutable fields; the input's bytes live here.
+    fixed: Vec<u8>,
+    input_at: (usize, usize),
+    state: Mutex<InvState>,
+}
+
+fn put_varint(tag: u32, v: u64, buf: &mut Vec<u8>) {
+    if v != 0 {
+        encode_key(tag, WireType::Varint, buf);
+        encode_varint(v, buf);
+    }
+}
+
+fn put_bytes(tag: u32, b: &[u8], buf: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(b.len() as u64, buf);
+    buf.extend_from_slice(b);
+}
+
+fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
+    if !s.is_empty() {
+        put_bytes(tag, s.as_bytes(), buf);
+    }
+}
+
+impl InvocationMeta {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        service: String,
+        handler: String,
+        key: String,
+        kind: i32,
+        input: &[u8],
+        headers: Vec<(String, String)>,
+        created_ms: u64,
+    ) -> Result<Arc<InvocationMeta>> {
+        if HandlerKind::try_from(kind).is_err() {
+            return Err(Error::InvalidArgument(format!("unknown handler kind {kind}")));
+        }
+        let headers_len: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+        let mut fixed = Vec::with_capacity(id.len() + service.len() + handler.len() + key.len() + input.len() + headers_len + 32);
+        put_str(1, &id, &mut fixed);
+        put_str(2, &service, &mut fixed);
+        put_str(3, &handler, &mut fixed);
+        put_str(4, &key, &mut fixed);
+        put_varint(5, kind as u64, &mut fixed);
+        let mut input_at = (0, 0);
+        if !input.is_empty() {
+            put_bytes(6, input, &mut fixed);
+            input_at = (fixed.len() - input.len(), fixed.len());
+        }
+        let mut header = Vec::new();
+        for (name, value) in &headers {
+            header.clear();
+            put_str(1, name, &mut header);
+            put_str(2, value, &mut header);
+            put_bytes(7, &header, &mut fixed);
+        }
+        put_varint(10, created_ms, &mut fixed);
+        Ok(Arc::new(InvocationMeta {
+            id,
+            service,
+            handler,
+            key,
+            kind,
+            headers,
+            created_ms,
+            fixed,
+            input_at,
+            state: Mutex::new(InvState::default()),
+        }))
+    }
+
+    /// Rebuild from a stored record (recovery, `get_invocation`).
+    pub fn from_record(rec: InvocationRecord) -> Result<Arc<InvocationMeta>> {
+        let headers = rec.headers.into_iter().map(|h| (h.name, h.value)).collect();
+        let meta = InvocationMeta::new(rec.id, rec.service, rec.handler, rec.key, rec.kind, &rec.input, headers, rec.created_ms)?;
+        *meta.state.lock() = InvState {
+            status: rec.status,
+            retry_count: rec.retry_count,
+            journal_len: rec.journal_len,
+            persisted: true,
+            next_retry_ms: rec.next_retry_ms,
+            inbox_seq: rec.inbox_seq,
+        };
+        Ok(meta)
+    }
+
+    pub fn input(&self) -> &[u8] {
+        &self.fixed[self.input_at.0..self.input_at.1]
+    }
+
+    pub fn is_exclusive(&self) -> bool {
+        self.kind == KIND_EXCLUSIVE
+    }
+
+    pub fn state(&self) -> InvState {
+        *self.state.lock()
+    }
+
+    pub fn update<R>(&self, f: impl FnOnce(&mut InvState) -> R) -> R {
+        f(&mut self.state.lock())
+    }
+
+    /// Append the record for state `st` (and, once finished, its completion).
+    pub fn encode_record_into(&self, st: &InvState, modified_ms: u64, done: Option<&Completion<'_>>, buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&self.fixed);
+        put_varint(8, st.status as u64, buf);
+        put_varint(9, st.retry_count as u64, buf);
+        put_varint(11, modified_ms, buf);
+        if let Some(c) = done {
+            put_varint(12, c.completed_ms, buf);
+            if let Some(o) = c.output {
+                put_bytes(13, o, buf);
+            }
+            put_varint(14, c.failure_code as u64, buf);
+            if let Some(m) = c.failure_message {
+                put_str(15, m, buf);
+            }
+        }
+        put_varint(16, st.next_retry_ms, buf);
+        put_varint(17, st.journal_len as u64, buf);
+        put_varint(18, st.inbox_seq, buf);
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Header;
+    use prost::Message;
+
+    fn sample() -> Arc<InvocationMeta> {
+        InvocationMeta::new(
+            "inv_01".into(),
+            "Cart".into(),
+            "add".into(),
+            "alice".into(),
+            KIND_EXCLUSIVE,
+            b"{\"item\":1}",
+            vec![("content-type".into(), "application/json".into()), ("x".into(), "".into())],
+            1234,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn record_decodes_as_one_message() {
+        let m = sample();
+        assert_eq!(m.input(), b"{\"item\":1}");
+        let st = InvState { status: STATUS_COMPLETED, retry_count: 2, journal_len: 5, persisted: true, next_retry_ms: 0, inbox_seq: 0 };
+        let done = Completion { output: Some(b""), failure_code: 0, failure_message: None, completed_ms: 99 };
+        let mut buf = Vec::new();
+        m.encode_record_into(&st, 77, Some(&done), &mut buf);
+        let rec = InvocationRecord::decode(buf.as_slice()).unwrap();
+        let expected = InvocationRecord {
+            id: "inv_01".into(),
+            service: "Cart".into(),
+            handler: "add".into(),
+            key: "alice".into(),
+            kind: KIND_EXCLUSIVE,
+            input: b"{\"item\":1}".to_vec(),
+            headers: vec![
+                Header { name: "content-type".into(), value: "application/json".into() },
+                Header { name: "x".into(), value: "".into() },
+            ],
+            status: STATUS_COMPLETED,
+            retry_count: 2,
+            created_ms: 1234,
+            modified_ms: 77,
+            completed_ms: 99,
+            output: Some(vec![]),
+            failure_code: 0,
+            failure_message: String::new(),
+            next_retry_ms: 0,
+            journal_len: 5,
+            inbox_seq: 0,
+        };
+        assert_eq!(rec, expected);
+        let back = InvocationMeta::from_record(rec).unwrap();
+        assert_eq!(back.input(), m.input());
+        assert_eq!(back.headers, m.headers);
+        assert_eq!(back.state(), st);
+    }
+
+    #[test]
+    fn empty_input_and_unknown_kind() {
+        let m = InvocationMeta::new("i".into(), "S".into(), "h".into(), "".into(), KIND_SERVICE, b"", vec![], 0).unwrap();
+        assert_eq!(m.input(), b"");
+        assert!(InvocationMeta::new("i".into(), "S".into(), "h".into(), "".into(), 7, b"", vec![], 0).is_err());
+    }
+}

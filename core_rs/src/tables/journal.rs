@@ -1,0 +1,37 @@
+//! The `journal` table: entry `i` of invocation `id` at key (id, i).
+
+use crate::commit::Commit;
+use crate::db::{Cf, Db};
+use crate::entry::{self, Entry, EntryRef};
+use crate::error::Result;
+use crate::keys;
+
+/// Queue `entries` as rows `start, start+1, ...`.
+pub fn append(c: &mut Commit, inv_id: &str, start: u32, entries: &[EntryRef<'_>]) {
+    for (i, e) in entries.iter().enumerate() {
+        c.put_with(Cf::Journal, |b| keys::journal_into(b, inv_id, start + i as u32), |b| entry::encode_into(e, b));
+    }
+}
+
+pub fn load(db: &Db, inv_id: &str) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    db.scan_prefix(Cf::Journal, &keys::journal_prefix(inv_id), |_, v| {
+        out.push(entry::decode(v)?);
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// The index after the last stored entry (0 for none).
+pub fn len(db: &Db, inv_id: &str) -> Result<u32> {
+    match db.last_key_with_prefix(Cf::Journal, &keys::journal_prefix(inv_id))? {
+        Some(k) => Ok(keys::decode_journal(&k)?.1 + 1),
+        None => Ok(0),
+    }
+}
+
+pub fn delete_all(c: &mut Commit, inv_id: &str) {
+    let prefix = keys::journal_prefix(inv_id);
+    let end = keys::prefix_end(&prefix).expect("journal prefix has an end");
+    c.delete_range(Cf::Journal, &prefix, &end);
+}

@@ -1,0 +1,72 @@
+//! The `state` table: the value of state `name` of object (service, key).
+
+use crate::commit::Commit;
+use crate::db::{Cf, Db};
+use crate::entry::{self, EntryRef};
+use crate::error::{Error, Result};
+use crate::keys;
+
+/// Queue the state effects of journal entries, in journal order.
+///
+/// CLEAR_ALL is a range delete over the object's prefix: it covers rows on
+/// disk and rows set by commits still queued ahead of this one (a scan would
+/// miss those), and later SETs of the same batch still apply after it.
+pub fn apply(c: &mut Commit, service: &str, key: &str, entries: &[EntryRef<'_>]) {
+    for e in entries {
+        match e.kind {
+            entry::SET_STATE => c.put_with(
+                Cf::State,
+                |b| keys::state_into(b, service, key, e.name.unwrap_or("")),
+                |b| b.extend_from_slice(e.value.unwrap_or(b"")),
+            ),
+            entry::CLEAR_STATE => c.delete_with(Cf::State, |b| keys::state_into(b, service, key, e.name.unwrap_or(""))),
+            entry::CLEAR_ALL => {
+                let prefix = keys::state_prefix(service, key);
+                let end = keys::prefix_end(&prefix).expect("state prefix has an end");
+                c.delete_range(Cf::State, &prefix, &end);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every state row of one object, names and values in one buffer.
+#[derive(Default, Debug)]
+pub struct StateRows {
+    buf: Vec<u8>,
+    /// (name start, value start, value end) into `buf`.
+    rows: Vec<(u32, u32, u32)>,
+}
+
+impl StateRows {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
+        self.rows.iter().map(|&(n, v, e)| {
+            let name = std::str::from_utf8(&self.buf[n as usize..v as usize]).expect("validated in load");
+            (name, &self.buf[v as usize..e as usize])
+        })
+    }
+}
+
+pub fn load(db: &Db, service: &str, key: &str) -> Result<StateRows> {
+    let prefix = keys::state_prefix(service, key);
+    let mut out = StateRows::default();
+    db.scan_prefix(Cf::State, &prefix, |k, v| {
+        let name = &k[prefix.len()..];
+        std::str::from_utf8(name).map_err(|_| Error::corrupt("state name is not UTF-8"))?;
+        let n = out.buf.len() as u32;
+        out.buf.extend_from_slice(name);
+        let vs = out.buf.len() as u32;
+        out.buf.extend_from_slice(v);
+        out.rows.push((n, vs, out.buf.len() as u32));
+        Ok(true)
+    })?;
+    Ok(out)
+}
