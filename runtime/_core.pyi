@@ -4,9 +4,33 @@ The boundary is crossed a small, constant number of times per invocation: once t
 build its `Invocation`, once per durable point (`progress`), once at the end
 (`complete`). Journal entries cross as 5-tuples `Entry`; values cross as bytes.
 """
-from typing import Optional
+import os
+from typing import Optional, Self, final
+
+__all__ = [
+    "Entry",
+    "SCHEMA_VERSION",
+    "ENTRY_GET_STATE",
+    "ENTRY_SET_STATE",
+    "ENTRY_CLEAR_STATE",
+    "ENTRY_CLEAR_ALL",
+    "ENTRY_STATE_KEYS",
+    "ENTRY_RUN",
+    "KIND_SERVICE",
+    "KIND_EXCLUSIVE",
+    "KIND_SHARED",
+    "STATUS_INBOXED",
+    "STATUS_RUNNING",
+    "STATUS_BACKING_OFF",
+    "STATUS_COMPLETED",
+    "StorageError",
+    "SchemaVersionError",
+    "Invocation",
+    "Store",
+]
 
 # A journal entry: (kind, name, value, code, message). Kinds are the ENTRY_* constants.
+# Also defined at runtime, so it can be used in annotations evaluated at runtime.
 Entry = tuple[int, Optional[str], Optional[bytes], int, Optional[str]]
 
 SCHEMA_VERSION: int
@@ -24,7 +48,7 @@ KIND_SERVICE: int  # stateless
 KIND_EXCLUSIVE: int  # virtual object exclusive handler: one at a time per key, may write state
 KIND_SHARED: int  # virtual object shared handler: concurrent, read-only
 
-# Invocation statuses (proto/stead/invocation.proto InvocationStatus).
+# Invocation statuses (proto/stead/journal.proto InvocationStatus).
 STATUS_INBOXED: int
 STATUS_RUNNING: int
 STATUS_BACKING_OFF: int
@@ -36,11 +60,12 @@ class StorageError(Exception):
 class SchemaVersionError(StorageError):
     """The data directory was written by a Stead with another schema version."""
 
+@final
 class Invocation:
     """One call of one handler. Immutable fields are set once; the rest is kept by the store."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         id: str,
         service: str,
         handler: str,
@@ -49,7 +74,7 @@ class Invocation:
         input: bytes,
         headers: list[tuple[str, str]],
         created_ms: int,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def id(self) -> str: ...
     @property
@@ -77,6 +102,7 @@ class Invocation:
     def persisted(self) -> bool:
         """Whether its record has been written (queued) to the invocations table."""
 
+@final
 class Store:
     """The data directory. Owns RocksDB and the group-commit writer thread.
 
@@ -85,7 +111,7 @@ class Store:
     `durable_seq() >= seq`; the writer makes `notify_fd()` readable once per group.
     """
 
-    def __init__(self, path: str, durability: str = "sync") -> None:
+    def __new__(cls, path: str | os.PathLike[str], durability: str = "sync") -> Self:
         """Open or create. durability: "sync" (fsync per group) or "wal" (no fsync).
         Raises SchemaVersionError, StorageError, ValueError (unknown durability)."""
     def close(self) -> None:
@@ -97,6 +123,12 @@ class Store:
     def durable_seq(self) -> int: ...
     def last_seq(self) -> int:
         """Highest sequence number handed out so far."""
+    def wait_durable(self, seq: int) -> int:
+        """Block (GIL released) until durable_seq() >= seq; returns durable_seq. For tests and
+        synchronous tools; the server waits on notify_fd. Raises StorageError if the writer failed
+        or the store was closed first."""
+    def groups_written(self) -> int:
+        """Group commits written so far (one WriteBatch and one WAL sync each)."""
 
     # Admission: per-key exclusivity with a durable inbox.
     def admit(self, inv: Invocation) -> tuple[bool, int]:

@@ -1,0 +1,79 @@
+//! Every conversion between Python and Rust values, and the mapping of
+//! [`crate::Error`] to Python exceptions, in one place.
+
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use crate::entry::{Entry, EntryRef};
+use crate::error::Error;
+use crate::tables::state::StateRows;
+
+pyo3::create_exception!(
+    runtime._core,
+    StorageError,
+    PyException,
+    "RocksDB failed (I/O error, corruption, disk full) or the writer thread stopped."
+);
+pyo3::create_exception!(
+    runtime._core,
+    SchemaVersionError,
+    StorageError,
+    "The data directory was written by a Stead with another schema version."
+);
+
+impl From<Error> for PyErr {
+    fn from(e: Error) -> PyErr {
+        let msg = e.to_string();
+        match e {
+            Error::SchemaVersion { .. } | Error::NotStead { .. } => SchemaVersionError::new_err(msg),
+            Error::InvalidArgument(_) => PyValueError::new_err(msg),
+            Error::Storage(_) | Error::Corrupt(_) | Error::WriterFailed(_) | Error::Closed => StorageError::new_err(msg),
+        }
+    }
+}
+
+/// Borrow the entries' strings and bytes from their tuples (no copies).
+pub fn entries<'a>(tuples: &'a [Bound<'_, PyTuple>]) -> PyResult<Vec<EntryRef<'a>>> {
+    tuples
+        .iter()
+        .map(|t| {
+            if t.len() != 5 {
+                return Err(PyTypeError::new_err(format!(
+                    "a journal entry is a 5-tuple (kind, name, value, code, message), got {} items",
+                    t.len()
+                )));
+            }
+            Ok(EntryRef {
+                kind: t.get_borrowed_item(0)?.extract()?,
+                name: t.get_borrowed_item(1)?.extract()?,
+                value: t.get_borrowed_item(2)?.extract()?,
+                code: t.get_borrowed_item(3)?.extract()?,
+                message: t.get_borrowed_item(4)?.extract()?,
+            })
+        })
+        .collect()
+}
+
+pub fn entry_to_py<'py>(py: Python<'py>, e: &Entry) -> PyResult<Bound<'py, PyTuple>> {
+    (
+        e.kind,
+        e.name.as_deref().map(|n| PyString::new(py, n)),
+        e.value.as_deref().map(|v| PyBytes::new(py, v)),
+        e.code,
+        e.message.as_deref().map(|m| PyString::new(py, m)),
+    )
+        .into_pyobject(py)
+}
+
+pub fn entries_to_py<'py>(py: Python<'py>, entries: &[Entry]) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(py, entries.iter().map(|e| entry_to_py(py, e)).collect::<PyResult<Vec<_>>>()?)
+}
+
+pub fn state_to_py<'py>(py: Python<'py>, rows: &StateRows) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(py, rows.iter().map(|(name, value)| (PyString::new(py, name), PyBytes::new(py, value))))
+}
+
+pub fn bytes_opt<'py>(py: Python<'py>, b: Option<&[u8]>) -> Option<Bound<'py, PyBytes>> {
+    b.map(|b| PyBytes::new(py, b))
+}

@@ -1,0 +1,40 @@
+//! The PyO3 layer: `runtime._core`. It only converts arguments, releases the
+//! GIL around RocksDB work and maps errors; the semantics live in
+//! [`crate::store`]. The contract is runtime/_core.pyi (checked by stubtest).
+
+mod classes;
+mod convert;
+
+use pyo3::prelude::*;
+
+use crate::{entry, invocation};
+
+#[pymodule]
+#[pyo3(name = "_core")]
+fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<classes::Invocation>()?;
+    m.add_class::<classes::Store>()?;
+    m.add("StorageError", py.get_type::<convert::StorageError>())?;
+    m.add("SchemaVersionError", py.get_type::<convert::SchemaVersionError>())?;
+
+    // The stub's `Entry` alias, also at runtime so annotations that are evaluated
+    // (pydantic, dataclasses, get_type_hints) can name it.
+    let entry_alias = py.eval(c"tuple[int, str | None, bytes | None, int, str | None]", None, None)?;
+    m.add("Entry", entry_alias)?;
+    m.add("SCHEMA_VERSION", crate::SCHEMA_VERSION)?;
+    m.add("ENTRY_GET_STATE", entry::GET_STATE)?;
+    m.add("ENTRY_SET_STATE", entry::SET_STATE)?;
+    m.add("ENTRY_CLEAR_STATE", entry::CLEAR_STATE)?;
+    m.add("ENTRY_CLEAR_ALL", entry::CLEAR_ALL)?;
+    m.add("ENTRY_STATE_KEYS", entry::STATE_KEYS)?;
+    m.add("ENTRY_RUN", entry::RUN)?;
+    m.add("KIND_SERVICE", invocation::KIND_SERVICE)?;
+    m.add("KIND_EXCLUSIVE", invocation::KIND_EXCLUSIVE)?;
+    m.add("KIND_SHARED", invocation::KIND_SHARED)?;
+    m.add("STATUS_INBOXED", invocation::STATUS_INBOXED)?;
+    m.add("STATUS_RUNNING", invocation::STATUS_RUNNING)?;
+    m.add("STATUS_BACKING_OFF", invocation::STATUS_BACKING_OFF)?;
+    m.add("STATUS_COMPLETED", invocation::STATUS_COMPLETED)?;
+    Ok(())
+}
