@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 
 use crate::error::{Error, Result};
 use crate::{keys, SCHEMA_VERSION};
@@ -58,6 +58,17 @@ impl Cf {
 
 const SCHEMA_KEY: &str = "schema_version";
 
+/// SST format version. RocksDB 11 writes 7 by default, which the RocksDB inside
+/// rocksdict (10.4, used by tests and `stead inspect` to read a data directory
+/// offline) cannot read; 6 is readable by RocksDB >= 8.6.
+const SST_FORMAT_VERSION: i32 = 6;
+
+fn table_options() -> BlockBasedOptions {
+    let mut t = BlockBasedOptions::default();
+    t.set_format_version(SST_FORMAT_VERSION);
+    t
+}
+
 pub struct Db {
     db: DB,
     path: PathBuf,
@@ -77,9 +88,11 @@ impl Db {
         opts.increase_parallelism(2);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
+        opts.set_block_based_table_factory(&table_options());
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(DBCompressionType::Lz4);
+            o.set_block_based_table_factory(&table_options());
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;

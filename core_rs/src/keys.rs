@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn timers_order_by_fire_time_first() {
-        let mut keys = vec![
+        let mut keys = [
             timer(2000, "a", 0),
             timer(1000, "zzzz", 5),
             timer(1000, "b", RETRY_TIMER_ENTRY),
