@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -143,6 +144,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._log.write(f"\n[bench] server exit status {self.proc.returncode}\n")
         self._log.close()
 
     @property
@@ -262,11 +264,27 @@ def sh(*cmd: str) -> str:
 
 
 def load_average() -> str:
-    """The 1/5/15-minute load average: a busy machine (a build, another benchmark) shows here."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def machine_info(directory: Path, load_at_start: str) -> dict[str, str]:
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall s, machine busy CPU-s, CPU-s of this process and its waited-for children)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+    ours = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+    return time.monotonic(), busy, ours
+
+
+def other_cpu(start: tuple[float, float, float]) -> str:
+    """CPU used by processes other than the harness, wrk and the servers: a busy machine
+    (a build, another benchmark) shows here, while the load average also counts our own load."""
+    end = cpu_snapshot()
+    wall, other = end[0] - start[0], (end[1] - start[1]) - (end[2] - start[2])
+    return f"{max(other, 0.0) / wall:.2f} of {os.cpu_count()} CPUs on average ({max(other, 0.0):.0f} CPU-s in {wall:.0f} s)"
+
+
+def machine_info(directory: Path, load_at_start: str, cpu_start) -> dict[str, str]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "?")
     mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
@@ -284,7 +302,8 @@ def machine_info(directory: Path, load_at_start: str) -> dict[str, str]:
         "kernel": platform.release(),
         "disk": f"{directory}: {disk or '?'}",
         "commit": commit + (" (working tree has uncommitted changes)" if dirty else ""),
-        "load average": f"{load_at_start} at start, {load_average()} at end (nproc {os.cpu_count()})",
+        "load average at start": f"{load_at_start} (1/5/15 min)",
+        "other processes during the run": other_cpu(cpu_start),
         "python": platform.python_version(),
         "wrk": (sh("wrk", "-v").split(" [") or ["?"])[0],
     }
@@ -380,7 +399,7 @@ def main(argv=None) -> int:
         raw.write(text.rstrip("\n") + "\n")
         raw.flush()
 
-    load_at_start = load_average()
+    load_at_start, cpu_start = load_average(), cpu_snapshot()
     floors: dict = {}
     results: dict[str, dict] = {}
     failed = False
@@ -412,7 +431,7 @@ def main(argv=None) -> int:
             print(f"  failed: {exc}", flush=True)
             log(f"{wid} failed: {exc}")
 
-    section = render(stamp, args, machine_info(OUT, load_at_start), floors, results)
+    section = render(stamp, args, machine_info(OUT, load_at_start, cpu_start), floors, results)
     (run_dir / "results.md").write_text(section)
     (run_dir / "results.json").write_text(json.dumps({"floors": floors, "workloads": results}, indent=2))
     raw.close()
