@@ -466,6 +466,25 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_stops_the_writer_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, w) = open(dir.path());
+        let mut ok = Commit::new();
+        ok.put(Cf::State, b"a", b"1");
+        w.wait_durable(w.push(ok).unwrap()).unwrap();
+        // RocksDB rejects a range whose end sorts before its start: a stand-in
+        // for an I/O error that fails the whole group.
+        let mut bad = Commit::new();
+        bad.delete_range(Cf::State, b"z", b"a");
+        let seq = w.push(bad).unwrap();
+        assert!(matches!(w.wait_durable(seq), Err(Error::WriterFailed(_))));
+        assert!(matches!(w.drain_notify(), Err(Error::WriterFailed(_))));
+        assert!(matches!(w.push(Commit::new()), Err(Error::WriterFailed(_))));
+        assert_eq!(w.durable_seq(), 1);
+        assert!(w.close().is_err());
+    }
+
+    #[test]
     fn durability_parses() {
         assert_eq!("sync".parse::<Durability>().unwrap(), Durability::Sync);
         assert_eq!("wal".parse::<Durability>().unwrap(), Durability::Wal);
