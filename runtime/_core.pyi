@@ -92,7 +92,8 @@ class Invocation:
     @property
     def created_ms(self) -> int: ...
     @property
-    def status(self) -> int: ...
+    def status(self) -> int:
+        """One of STATUS_*; 0 until admitted."""
     @property
     def retry_count(self) -> int: ...
     @property
@@ -115,7 +116,9 @@ class Store:
         """Open or create. durability: "sync" (fsync per group) or "wal" (no fsync).
         Raises SchemaVersionError, StorageError, ValueError (unknown durability)."""
     def close(self) -> None:
-        """Drain the writer (every queued commit is written), stop it, close RocksDB."""
+        """Drain the writer (every queued commit is written), stop it, close RocksDB.
+        Idempotent; afterwards every other method raises StorageError. Remove notify_fd
+        from the event loop first: the fd is closed with the store."""
     def notify_fd(self) -> int:
         """An eventfd that becomes readable when durable_seq advances."""
     def drain_notify(self) -> int:
@@ -157,7 +160,9 @@ class Store:
         """One commit: the remaining entries (journal rows only if already persisted; state
         effects always, for KIND_EXCLUSIVE), the completed record with output or failure,
         and for KIND_EXCLUSIVE the hand-over of the key: the next inboxed invocation (if any)
-        leaves the inbox, becomes running, and is returned. Returns (seq, next)."""
+        leaves the inbox, becomes running, and is returned. Returns (seq, next).
+        Completing an invocation that is still inboxed (e.g. cancelled) takes it out of
+        its key's inbox and hands nothing over."""
 
     # Reads (GIL released).
     def load_state(self, service: str, key: str) -> list[tuple[str, bytes]]:
@@ -171,7 +176,8 @@ class Store:
     def recover(self) -> list[Invocation]:
         """Unfinished invocations that must run now: status running (in id order). Also
         rebuilds key ownership and inbox queues and the timer index (backing-off ones wait
-        for their timers). Call once, after open, before any admit."""
+        for their timers). Call once, after open, before any admit (a second call raises
+        ValueError)."""
     def next_timer_ms(self) -> Optional[int]: ...
     def pop_due(self, now_ms: int) -> list[Invocation]:
         """Backing-off invocations whose retry timer is due (removed from the index)."""
