@@ -21,6 +21,8 @@ use crate::entry::{self, Entry, EntryRef};
 use crate::error::{Error, Result};
 use crate::invocation::{now_ms, Completion, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_INBOXED, STATUS_RUNNING};
 use crate::keys::RETRY_TIMER_ENTRY;
+use crate::proto::InvocationRecord;
+use prost::Message;
 use crate::tables::state::StateRows;
 use crate::tables::{inbox, invocations, journal, state, timers};
 use crate::timers::TimerIndex;
@@ -253,10 +255,10 @@ impl Store {
             return Err(Error::InvalidArgument("recover() may be called once per open store".into()));
         }
         let (mut running, mut inboxed, mut backing) = (Vec::new(), Vec::new(), Vec::new());
-        invocations::scan(&self.db, |rec| {
-            let status = rec.status;
+        invocations::scan_peek(&self.db, |peek, raw| {
+            let status = peek.status;
             if matches!(status, STATUS_RUNNING | STATUS_INBOXED | STATUS_BACKING_OFF) {
-                let meta = InvocationMeta::from_record(rec)?;
+                let meta = InvocationMeta::from_record(InvocationRecord::decode(raw)?)?;
                 match status {
                     STATUS_RUNNING => running.push(meta),
                     STATUS_INBOXED => inboxed.push(meta),
@@ -341,9 +343,10 @@ impl Store {
             return Ok(0);
         }
         let mut ids = Vec::new();
-        invocations::scan(&self.db, |rec| {
-            if rec.status == STATUS_COMPLETED && rec.completed_ms < completed_before_ms {
-                ids.push(rec.id);
+        invocations::scan_with_key(&self.db, |id, raw| {
+            let peek = invocations::peek(raw)?;
+            if peek.status == STATUS_COMPLETED && peek.completed_ms < completed_before_ms {
+                ids.push(id.to_string());
             }
             Ok(ids.len() < limit)
         })?;

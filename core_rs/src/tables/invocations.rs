@@ -1,10 +1,12 @@
 //! The `invocations` table: one `InvocationRecord` per invocation id.
 
+use prost::bytes::Buf;
+use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
 
 use crate::commit::Commit;
 use crate::db::{Cf, Db};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::invocation::{Completion, InvState, InvocationMeta};
 use crate::keys;
 use crate::proto::InvocationRecord;
@@ -27,4 +29,70 @@ pub fn get(db: &Db, inv_id: &str) -> Result<Option<InvocationRecord>> {
 /// Every record in id order, until `f` returns `Ok(false)`.
 pub fn scan(db: &Db, mut f: impl FnMut(InvocationRecord) -> Result<bool>) -> Result<()> {
     db.scan_prefix(Cf::Invocations, &keys::INVOCATION, |_, v| f(InvocationRecord::decode(v)?))
+}
+
+/// The fields recovery and purge filter on, read without decoding (or
+/// copying) the input and output of every record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Peek {
+    pub status: i32,
+    pub completed_ms: u64,
+}
+
+pub fn peek(mut buf: &[u8]) -> Result<Peek> {
+    let mut p = Peek::default();
+    while buf.has_remaining() {
+        let (tag, wire) = decode_key(&mut buf)?;
+        let skip = match wire {
+            WireType::Varint => {
+                let v = decode_varint(&mut buf)?;
+                match tag {
+                    8 => p.status = v as i32,
+                    12 => p.completed_ms = v,
+                    _ => {}
+                }
+                0
+            }
+            WireType::LengthDelimited => decode_varint(&mut buf)? as usize,
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::StartGroup | WireType::EndGroup => return Err(Error::corrupt("group in an invocation record")),
+        };
+        if skip > buf.len() {
+            return Err(Error::corrupt("truncated invocation record"));
+        }
+        buf.advance(skip);
+    }
+    Ok(p)
+}
+
+/// Like [`scan`], but `f` sees the peeked fields and the raw record, and
+/// decodes only the records it keeps.
+pub fn scan_peek(db: &Db, mut f: impl FnMut(Peek, &[u8]) -> Result<bool>) -> Result<()> {
+    db.scan_prefix(Cf::Invocations, &keys::INVOCATION, |_, v| f(peek(v)?, v))
+}
+
+/// Every record with its id (from the key) and raw bytes, in id order.
+pub fn scan_with_key(db: &Db, mut f: impl FnMut(&str, &[u8]) -> Result<bool>) -> Result<()> {
+    db.scan_prefix(Cf::Invocations, &keys::INVOCATION, |k, v| f(keys::decode_invocation(k)?, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invocation::{InvocationMeta, KIND_EXCLUSIVE, STATUS_COMPLETED};
+
+    #[test]
+    fn peek_agrees_with_a_full_decode() {
+        let m = InvocationMeta::new("i".into(), "S".into(), "h".into(), "k".into(), KIND_EXCLUSIVE, &[7; 1000], vec![("a".into(), "b".into())], 5).unwrap();
+        let st = InvState { status: STATUS_COMPLETED, journal_len: 3, persisted: true, ..Default::default() };
+        let done = Completion { output: Some(&[1; 300]), failure_code: 2, failure_message: Some("m"), completed_ms: 1 << 40 };
+        let mut buf = Vec::new();
+        m.encode_record_into(&st, 9, Some(&done), &mut buf);
+        let rec = InvocationRecord::decode(buf.as_slice()).unwrap();
+        assert_eq!(peek(&buf).unwrap(), Peek { status: rec.status, completed_ms: rec.completed_ms });
+        assert_eq!(peek(&rec.encode_to_vec()).unwrap(), Peek { status: STATUS_COMPLETED, completed_ms: 1 << 40 });
+        assert!(peek(&buf[..buf.len() - 1]).is_err());
+        assert!(peek(&buf[..20]).is_err());
+    }
 }
