@@ -50,8 +50,8 @@ class SteadServer:
 
     def start(self, timeout: float = 30.0) -> "SteadServer":
         env = dict(os.environ, STEAD_TEST_EFFECTS=str(self.effects_dir), PYTHONPATH=str(ROOT))
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
