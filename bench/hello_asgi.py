@@ -36,7 +36,7 @@ def main() -> None:
     config = uvicorn.Config(
         app, host=args.host, port=args.port, loop="none", http="httptools",
         lifespan="off", access_log=False, log_level="warning", server_header=False,
-        date_header=False,
+        date_header=False, proxy_headers=False,
     )
     uvloop.run(uvicorn.Server(config).serve())
 

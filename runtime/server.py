@@ -74,7 +74,7 @@ async def serve(config: ServerConfig, app: App) -> None:
             ingress, host=config.host, port=config.port, loop="none", http="httptools",
             lifespan="off", access_log=False, log_level=config.log_level,
             timeout_graceful_shutdown=config.shutdown_timeout_s, server_header=False,
-            date_header=False,
+            date_header=False, proxy_headers=False,
         )
         server = uvicorn.Server(uv_config)
         await server.serve()
