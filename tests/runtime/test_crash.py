@@ -18,20 +18,20 @@ KEYS = 40
 
 def _load(server, stop: threading.Event, acked: dict[str, list[str]], sent: dict[str, list[str]],
           worker: int) -> None:
-    client = httpx.Client(base_url=server.url, timeout=10.0)
-    i = 0
-    while not stop.is_set():
-        key = f"k{(worker * 7 + i) % KEYS}"
-        item = f"w{worker}-{i}"
-        sent.setdefault(key, []).append(item)
-        try:
-            resp = client.post(f"/Cart/{key}/add", content=f'"{item}"',
-                               headers={"content-type": "application/json"})
-        except httpx.TransportError:
-            return  # the server is gone: this add is unacknowledged
-        if resp.status_code == 200:
-            acked.setdefault(key, []).append(item)
-        i += 1
+    with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        i = 0
+        while not stop.is_set():
+            key = f"k{(worker * 7 + i) % KEYS}"
+            item = f"w{worker}-{i}"
+            sent.setdefault(key, []).append(item)
+            try:
+                resp = client.post(f"/Cart/{key}/add", content=f'"{item}"',
+                                   headers={"content-type": "application/json"})
+            except httpx.TransportError:
+                return  # the server is gone: this add is unacknowledged
+            if resp.status_code == 200:
+                acked.setdefault(key, []).append(item)
+            i += 1
 
 
 def test_kill_during_adds_loses_no_acknowledged_add(make_server) -> None:
