@@ -56,6 +56,11 @@ class Ingress:
             await self._handle(scope, receive, send)
         except HttpError as exc:
             await _respond(send, exc.status, error_body(exc.status, exc.message))
+        except Exception as exc:
+            # A bug or a storage failure: the client still gets a JSON error, and nothing
+            # claims success (responses are only sent after a durable commit).
+            log.exception("internal error serving %s %s", scope["method"], scope["path"])
+            await _respond(send, 500, error_body(500, f"internal error: {exc}"))
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()

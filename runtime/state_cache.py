@@ -55,11 +55,15 @@ class StateCache:
         self._entries.pop((service, key), None)
 
     def _evict(self) -> None:
+        # Evict down to 90% of the bound, oldest first, so the scan is paid once per
+        # many insertions rather than on each one. Entries with unwritten commits stay.
         durable = self._store.durable_seq()
-        excess = len(self._entries) - self._max
-        for ident, (_, seq) in list(self._entries.items()):
-            if excess <= 0:
+        excess = len(self._entries) - (self._max * 9) // 10
+        victims = []
+        for ident, (_, seq) in self._entries.items():
+            if len(victims) >= excess:
                 break
             if seq <= durable:
-                del self._entries[ident]
-                excess -= 1
+                victims.append(ident)
+        for ident in victims:
+            del self._entries[ident]

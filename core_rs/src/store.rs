@@ -47,6 +47,15 @@ fn check_entries(entries: &[EntryRef<'_>]) -> Result<()> {
     entries.iter().try_for_each(|e| entry::check_kind(e.kind))
 }
 
+/// If `inv` is waiting for a retry timer, delete the timer's row in `c` and drop it from
+/// the in-memory index: both `backoff` (a new timer) and `resume` replace it.
+fn cancel_retry_timer(inner: &mut Inner, c: &mut Commit, inv: &InvocationMeta, st: &InvState) {
+    if st.status == STATUS_BACKING_OFF {
+        timers::delete(c, st.next_retry_ms, &inv.id, RETRY_TIMER_ENTRY);
+        inner.timers.remove(st.next_retry_ms, &inv.id, RETRY_TIMER_ENTRY);
+    }
+}
+
 fn commit_for(inv: &InvocationMeta, entries: &[EntryRef<'_>], extra: usize) -> Commit {
     let bytes: usize = entries
         .iter()
@@ -140,10 +149,7 @@ impl Store {
         let mut inner = self.inner.lock();
         let st = inv.state();
         let mut c = commit_for(inv, &[], inv.input().len() + 192);
-        if st.status == STATUS_BACKING_OFF {
-            timers::delete(&mut c, st.next_retry_ms, &inv.id, RETRY_TIMER_ENTRY);
-            inner.timers.remove(st.next_retry_ms, &inv.id, RETRY_TIMER_ENTRY);
-        }
+        cancel_retry_timer(&mut inner, &mut c, inv, &st);
         let next = InvState { status: STATUS_BACKING_OFF, retry_count, next_retry_ms: fire_ms, persisted: true, ..st };
         invocations::put(&mut c, inv, &next, now_ms(), None);
         timers::put(&mut c, fire_ms, &inv.id, RETRY_TIMER_ENTRY);
@@ -157,10 +163,7 @@ impl Store {
         let mut inner = self.inner.lock();
         let st = inv.state();
         let mut c = commit_for(inv, &[], inv.input().len() + 192);
-        if st.status == STATUS_BACKING_OFF {
-            timers::delete(&mut c, st.next_retry_ms, &inv.id, RETRY_TIMER_ENTRY);
-            inner.timers.remove(st.next_retry_ms, &inv.id, RETRY_TIMER_ENTRY);
-        }
+        cancel_retry_timer(&mut inner, &mut c, inv, &st);
         let next = InvState { status: STATUS_RUNNING, next_retry_ms: 0, persisted: true, ..st };
         invocations::put(&mut c, inv, &next, now_ms(), None);
         let seq = self.writer.push(c)?;
