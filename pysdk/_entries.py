@@ -15,6 +15,28 @@ sides can do on the hot path.
     STATE_KEYS   (5, None, JSON bytes of the list of names, 0, None)
     RUN          (6, step name, result bytes, 0, None)          success
                  (6, step name, None, code, message)            terminal failure
+
+Awaitable entries are pending once journaled; their result arrives later as a
+completion `(value, code, message)` for their index (value b"" for a fired
+sleep; value None and code != 0 for a failure):
+
+    SLEEP              (7, name or None, fire time: 8-byte big-endian ms, 0, None)
+    CALL               (8, target label, callee invocation id utf-8, 0, None)
+    AWAKEABLE          (10, None, None, 0, None)
+    GET_PROMISE        (12, promise name, None, 0, None)
+    COMPLETE_PROMISE   (14, name, value, 0, None) resolve | (14, name, None, code, message) reject
+                       completion (b"", 0, None) accepted | (None, 409, msg) already completed
+
+The others carry their outcome inline or have none:
+
+    SEND               (9, target label, callee invocation id utf-8, 0, None)
+    COMPLETE_AWAKEABLE (11, awakeable id, value, 0, None) | (11, id, None, code, message)
+    PEEK_PROMISE       (13, name, value or None, code, message or None)
+    CANCEL             (15, None, None, 0, None)     the handler observed its cancellation
+    COMBINATOR         (16, None, JSON list of entry indices in completion order, 0, None)
+    CANCEL_INVOCATION  (17, target invocation id, None, 0, None)
+
+A target label is "Service/handler" or "Object/key/handler".
 """
 from __future__ import annotations
 
@@ -28,6 +50,22 @@ CLEAR_STATE = 3
 CLEAR_ALL = 4
 STATE_KEYS = 5
 RUN = 6
+SLEEP = 7
+CALL = 8
+SEND = 9
+AWAKEABLE = 10
+COMPLETE_AWAKEABLE = 11
+GET_PROMISE = 12
+PEEK_PROMISE = 13
+COMPLETE_PROMISE = 14
+CANCEL = 15
+COMBINATOR = 16
+CANCEL_INVOCATION = 17
+
+AWAITABLE = frozenset({SLEEP, CALL, AWAKEABLE, GET_PROMISE, COMPLETE_PROMISE})
+
+# The result of an awaitable entry: (value, failure code, failure message).
+Completion = tuple[Optional[bytes], int, Optional[str]]
 
 KIND_NAMES: dict[int, str] = {
     GET_STATE: "GET_STATE",
@@ -36,6 +74,17 @@ KIND_NAMES: dict[int, str] = {
     CLEAR_ALL: "CLEAR_ALL",
     STATE_KEYS: "STATE_KEYS",
     RUN: "RUN",
+    SLEEP: "SLEEP",
+    CALL: "CALL",
+    SEND: "SEND",
+    AWAKEABLE: "AWAKEABLE",
+    COMPLETE_AWAKEABLE: "COMPLETE_AWAKEABLE",
+    GET_PROMISE: "GET_PROMISE",
+    PEEK_PROMISE: "PEEK_PROMISE",
+    COMPLETE_PROMISE: "COMPLETE_PROMISE",
+    CANCEL: "CANCEL",
+    COMBINATOR: "COMBINATOR",
+    CANCEL_INVOCATION: "CANCEL_INVOCATION",
 }
 
 

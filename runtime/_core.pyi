@@ -16,13 +16,34 @@ __all__ = [
     "ENTRY_CLEAR_ALL",
     "ENTRY_STATE_KEYS",
     "ENTRY_RUN",
+    "ENTRY_SLEEP",
+    "ENTRY_CALL",
+    "ENTRY_SEND",
+    "ENTRY_AWAKEABLE",
+    "ENTRY_COMPLETE_AWAKEABLE",
+    "ENTRY_GET_PROMISE",
+    "ENTRY_PEEK_PROMISE",
+    "ENTRY_COMPLETE_PROMISE",
+    "ENTRY_CANCEL",
+    "ENTRY_COMBINATOR",
+    "ENTRY_CANCEL_INVOCATION",
     "KIND_SERVICE",
     "KIND_EXCLUSIVE",
     "KIND_SHARED",
+    "KIND_WORKFLOW",
     "STATUS_INBOXED",
     "STATUS_RUNNING",
     "STATUS_BACKING_OFF",
     "STATUS_COMPLETED",
+    "STATUS_SUSPENDED",
+    "STATUS_SCHEDULED",
+    "WAKE_RUN",
+    "WAKE_DELIVER",
+    "WAKE_CANCEL",
+    "WAKE_KILL",
+    "WAKE_DONE",
+    "Wake",
+    "Completion",
     "StorageError",
     "SchemaVersionError",
     "Invocation",
@@ -42,17 +63,48 @@ ENTRY_CLEAR_STATE: int  # (k, name, None, 0, None)
 ENTRY_CLEAR_ALL: int  # (k, None, None, 0, None)
 ENTRY_STATE_KEYS: int  # (k, None, JSON list of names, 0, None)
 ENTRY_RUN: int  # (k, step name, result bytes or None, failure code or 0, failure message or None)
+# Awaitable entries (SLEEP, CALL, AWAKEABLE, GET_PROMISE, COMPLETE_PROMISE) are *pending* once
+# journaled; their result arrives later as a `Completion` row (see `load_completions`).
+ENTRY_SLEEP: int  # (k, name or None, fire time: 8-byte big-endian ms since epoch, 0, None)
+ENTRY_CALL: int  # (k, target label, callee invocation id (utf-8), 0, None); completion = callee's result
+ENTRY_SEND: int  # (k, target label, callee invocation id (utf-8), 0, None); never completed
+ENTRY_AWAKEABLE: int  # (k, None, None, 0, None); completion = resolve value or rejection
+ENTRY_COMPLETE_AWAKEABLE: int  # (k, awakeable id, value, 0, None) resolve | (k, id, None, code, message) reject
+ENTRY_GET_PROMISE: int  # (k, promise name, None, 0, None); completion = the promise's value or failure
+ENTRY_PEEK_PROMISE: int  # (k, name, value | None, code, message | None): the outcome, inline (like GET_STATE)
+ENTRY_COMPLETE_PROMISE: int  # (k, name, value, 0, None) resolve | (k, name, None, code, message) reject;
+#                              completion = (b"", 0, None) accepted | (None, 409, msg) already completed
+ENTRY_CANCEL: int  # (k, None, None, 0, None): the handler observed its cancellation here
+ENTRY_COMBINATOR: int  # (k, None, JSON list of entry indices, in the order seen completed, 0, None)
+ENTRY_CANCEL_INVOCATION: int  # (k, target invocation id, None, 0, None): ctx.cancel_invocation
 
 # Handler kinds.
 KIND_SERVICE: int  # stateless
 KIND_EXCLUSIVE: int  # virtual object exclusive handler: one at a time per key, may write state
-KIND_SHARED: int  # virtual object shared handler: concurrent, read-only
+KIND_SHARED: int  # virtual object / workflow shared handler: concurrent, read-only
+KIND_WORKFLOW: int  # workflow main handler: exclusive on its key (may write state), runs once per key
 
 # Invocation statuses (proto/stead/journal.proto InvocationStatus).
 STATUS_INBOXED: int
 STATUS_RUNNING: int
 STATUS_BACKING_OFF: int
 STATUS_COMPLETED: int
+STATUS_SUSPENDED: int  # waiting for a completion with its coroutine dropped; resumed by replay
+STATUS_SCHEDULED: int  # a delayed send: waits for its timer, then is admitted
+
+# Completion of an awaitable entry: (entry index, value, failure code, failure message).
+# Success: value is bytes (b"" for a fired sleep), code 0. Failure: value None, code != 0.
+Completion = tuple[int, Optional[bytes], int, Optional[str]]
+
+# What the runtime must do after a write; see `Store.take_wakes`.
+# (what, invocation, entry index, value, code, message, seq)
+Wake = tuple[int, "Invocation", int, Optional[bytes], int, Optional[str], int]
+WAKE_RUN: int  # start (new callee, admitted delayed send, retry due) or resume by replay (was suspended)
+WAKE_DELIVER: int  # a completion of entry `index` for an invocation that is running in memory
+WAKE_CANCEL: int  # cancellation requested for an invocation running in memory (index 0)
+WAKE_KILL: int  # an invocation running in memory was killed: stop its coroutine (it is already completed)
+WAKE_DONE: int  # completed inside the store (killed, or cancelled before it started): value/code/message
+#                 are its result; resolve whoever waits for it (attach)
 
 class StorageError(Exception):
     """RocksDB failed (I/O error, corruption, disk full) or the writer thread stopped."""
@@ -74,7 +126,13 @@ class Invocation:
         input: bytes,
         headers: list[tuple[str, str]],
         created_ms: int,
-    ) -> Self: ...
+        *,
+        caller_id: str = "",
+        caller_entry: int = 0,
+        idempotency_key: str = "",
+    ) -> Self:
+        """caller_id/caller_entry: for a callee of ctx.*_call, where its result goes (the CALL entry
+        of the caller). idempotency_key: set for ingress requests with an idempotency-key header."""
     @property
     def id(self) -> str: ...
     @property
@@ -91,6 +149,15 @@ class Invocation:
     def headers(self) -> list[tuple[str, str]]: ...
     @property
     def created_ms(self) -> int: ...
+    @property
+    def caller_id(self) -> str: ...
+    @property
+    def caller_entry(self) -> int: ...
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def cancel_requested(self) -> bool:
+        """Cancellation was requested and the handler has not yet journaled ENTRY_CANCEL."""
     @property
     def status(self) -> int:
         """One of STATUS_*; 0 until admitted."""
@@ -134,16 +201,50 @@ class Store:
         """Group commits written so far (one WriteBatch and one WAL sync each)."""
 
     # Admission: per-key exclusivity with a durable inbox.
-    def admit(self, inv: Invocation) -> tuple[bool, int]:
+    def admit(self, inv: Invocation, persist: bool = False) -> tuple[bool, int]:
         """(True, 0) if it may run now (services, shared handlers, a free key: nothing is
         written); (False, seq) if its key is busy: it is appended to the key's inbox in
-        commit seq (inbox row + record with status inboxed)."""
+        commit seq (inbox row + record with status inboxed). KIND_WORKFLOW is exclusive on
+        its key like KIND_EXCLUSIVE.
 
-    # Durable points.
-    def progress(self, inv: Invocation, entries: list[Entry]) -> int:
+        With persist=True (sends, idempotent requests, workflow runs) the record is written
+        even when it may run now: (True, seq) with status running. An invocation with an
+        idempotency_key, and every KIND_WORKFLOW invocation (implicit idempotency key ""),
+        also writes its idempotency row (service, key, handler, idempotency key) -> id in the
+        same commit; persist is implied for them."""
+    def schedule(self, inv: Invocation, fire_ms: int) -> int:
+        """A delayed send from the ingress: record (status scheduled, persisted, idempotency row
+        if any) + a timer row; admitted when `fire_timers` reaches fire_ms. Returns seq."""
+    def idempotency_lookup(self, service: str, key: str, handler: str, idempotency_key: str) -> Optional[str]:
+        """The invocation id registered for this idempotency key (queued or written), or None.
+        Workflow runs use idempotency_key "" (one run per workflow key)."""
+
+    # Durable points. `children` are the callees of CALL/SEND entries among `entries`:
+    # (callee, fire_ms) with fire_ms 0 = now. Each callee's record is written in the same
+    # commit as the caller's entry (so neither exists without the other) and it is admitted:
+    # runnable now -> status running and a WAKE_RUN wake; key busy -> inboxed; fire_ms > 0 ->
+    # scheduled with a timer row. A callee of a CALL has caller_id/caller_entry set: when it
+    # completes, its result becomes the completion of that entry, in its completion commit.
+    #
+    # Effects applied in the same commit, by entry kind:
+    #   SET/CLEAR/CLEAR_ALL   state table (KIND_EXCLUSIVE and KIND_WORKFLOW only)
+    #   SLEEP                 timer row (fire time from the value) + the entry awaits
+    #   CALL, AWAKEABLE       the entry awaits its completion
+    #   COMPLETE_AWAKEABLE    completes the target awakeable if it is pending (else nothing)
+    #   GET_PROMISE           promise of (inv.service, inv.key, name) completed: completion row now
+    #                         + WAKE_DELIVER; else the entry waits on the promise
+    #   COMPLETE_PROMISE      first completion wins: promise row written, its waiters completed
+    #                         (rows + wakes), and this entry completed with (b"", 0, None);
+    #                         already completed: this entry completed with (None, 409, message)
+    #   CANCEL                clears cancel_requested
+    #   CANCEL_INVOCATION     `cancel(target)` in the same commit
+    # Completions written for running invocations produce WAKE_DELIVER, for suspended ones
+    # status running + WAKE_RUN, for backing-off ones nothing (their retry replays them).
+    def progress(self, inv: Invocation, entries: list[Entry],
+                 children: Optional[list[tuple[Invocation, int]]] = None) -> int:
         """Append entries to the journal (from inv.journal_len), writing the record first
-        if not persisted (status running). For KIND_EXCLUSIVE, SET/CLEAR/CLEAR_ALL entries
-        are applied to the state table in the same commit. Returns seq."""
+        if not persisted (status running), with the effects above. Returns seq. Raises
+        ValueError for an invocation that is already completed (e.g. killed)."""
     def backoff(self, inv: Invocation, retry_count: int, fire_ms: int) -> int:
         """Record a failed attempt: status backing-off, retry_count, a retry timer at fire_ms
         (timers table + in-memory index). Entries not yet made durable are dropped by the caller."""
@@ -156,18 +257,56 @@ class Store:
         output: Optional[bytes],
         failure_code: int,
         failure_message: Optional[str],
+        children: Optional[list[tuple[Invocation, int]]] = None,
     ) -> tuple[int, Optional[Invocation]]:
-        """One commit: the remaining entries (journal rows only if already persisted; state
-        effects always, for KIND_EXCLUSIVE), the completed record with output or failure,
-        and for KIND_EXCLUSIVE the hand-over of the key: the next inboxed invocation (if any)
-        leaves the inbox, becomes running, and is returned. Returns (seq, next).
-        Completing an invocation that is still inboxed (e.g. cancelled) takes it out of
-        its key's inbox and hands nothing over."""
+        """One commit: the remaining entries (journal rows only if already persisted; effects
+        always), the completed record with output or failure, the caller's completion if it
+        has a caller, and for KIND_EXCLUSIVE/KIND_WORKFLOW the hand-over of the key: the next
+        inboxed invocation (if any) leaves the inbox, becomes running, and is returned.
+        Returns (seq, next). Completing an invocation that is still inboxed or scheduled
+        takes it out of its inbox or timer and hands nothing over."""
+    def suspend(self, inv: Invocation, awaiting: list[int]) -> int:
+        """The runtime drops the coroutine of `inv`, which waits for any of the entries
+        `awaiting`. If none of them is completed yet: status suspended (record written),
+        returns seq; a later completion makes it running again with a WAKE_RUN. If one is
+        already completed (its WAKE_DELIVER is on its way) nothing changes and 0 is returned."""
+    def take_wakes(self) -> list[Wake]:
+        """The wakes produced by writes since the last call, in commit order. Act on each
+        once its seq is durable."""
+
+    # Signals from outside the invocation.
+    def complete_awakeable(self, inv_id: str, index: int, value: Optional[bytes], code: int,
+                           message: Optional[str]) -> int:
+        """Resolve (value, 0, None) or reject (None, code, message) awakeable entry `index` of
+        `inv_id`. Returns seq > 0 on success; 0 if the invocation exists but that entry is not
+        a pending awakeable (already completed, or the invocation finished); -1 if no such
+        invocation is known."""
+    def fire_timers(self, now_ms: int) -> int:
+        """Handle every timer due at now_ms, earliest first, in one commit: a sleep completes its
+        entry (b""), a retry makes its invocation running (WAKE_RUN), a scheduled send is
+        admitted (WAKE_RUN or inboxed). Returns how many fired."""
+    def cancel(self, inv_id: str) -> int:
+        """Cooperative cancel. Inboxed/scheduled (never started): completed at once with failure
+        (409, "cancelled") (WAKE_DONE; its caller gets the completion). Otherwise
+        cancel_requested is set (record written) on it and, transitively, on the callees it
+        awaits through CALL entries: running ones get WAKE_CANCEL, suspended ones become
+        running with WAKE_RUN (the handler sees the request when replayed). Returns seq > 0,
+        0 if it is already completed, -1 if unknown."""
+    def kill(self, inv_id: str) -> int:
+        """Complete it at once with failure (409, "killed"), no compensation, and likewise its
+        unfinished callees awaited through CALL entries (transitively); keys are handed over,
+        callers get the completion. Running ones get WAKE_KILL; the others WAKE_DONE. Returns
+        seq > 0, 0 if already completed, -1 if unknown."""
 
     # Reads (GIL released).
     def load_state(self, service: str, key: str) -> list[tuple[str, bytes]]:
         """Every state entry of one object key, as stored (committed-and-written commits only)."""
     def load_journal(self, inv_id: str) -> list[Entry]: ...
+    def load_completions(self, inv_id: str) -> list[Completion]:
+        """The completions written for the awaitable entries of `inv_id`, by entry index."""
+    def peek_promise(self, service: str, key: str, name: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
+        """A workflow promise: (value, 0, None) resolved, (None, code, message) rejected, None pending
+        or unknown. Sees queued commits (the in-memory view), not only written ones."""
     def get_invocation(self, inv_id: str) -> Optional[Invocation]: ...
     def get_output(self, inv_id: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
         """For a completed invocation: (output, failure_code, failure_message)."""
@@ -175,13 +314,13 @@ class Store:
     # Recovery and timers.
     def recover(self) -> list[Invocation]:
         """Unfinished invocations that must run now: status running (in id order). Also
-        rebuilds key ownership and inbox queues and the timer index (backing-off ones wait
-        for their timers). Call once, after open, before any admit (a second call raises
-        ValueError)."""
+        rebuilds key ownership and inbox queues, the timer index (retries, sleeps, scheduled
+        sends), the suspended and awaiting sets (from the journals and completions of
+        unfinished invocations). Call once, after open, before any admit (a second call
+        raises ValueError)."""
     def next_timer_ms(self) -> Optional[int]: ...
-    def pop_due(self, now_ms: int) -> list[Invocation]:
-        """Backing-off invocations whose retry timer is due (removed from the index)."""
 
     def purge_completed(self, completed_before_ms: int, limit: int) -> int:
-        """Delete up to `limit` completed invocations (record and journal) completed before
-        the given time. Returns how many were deleted."""
+        """Delete up to `limit` completed invocations (record, journal, completions and
+        idempotency row) completed before the given time; for a workflow run also the
+        workflow key's state and promises. Returns how many were deleted."""
