@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=".stead-data", help="data directory (default .stead-data)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--admin-host", default="127.0.0.1", help="admin API address (default loopback)")
+    serve.add_argument("--admin-port", type=int, default=9070,
+                       help="admin API port (default 9070; 0 disables it)")
+    serve.add_argument("--suspend-after", type=_duration, default=5.0,
+                       help="suspend an invocation (drop its coroutine) after waiting this long, e.g. 5s")
     serve.add_argument("--durability", choices=["sync", "wal"], default="sync",
                        help="sync: fsync the WAL per group commit (default); wal: write the WAL, no fsync")
     serve.add_argument("--always-replay", action="store_true",
@@ -52,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
         config = ServerConfig(
             target=args.target, data_dir=args.data_dir, host=args.host, port=args.port,
+            admin_host=args.admin_host, admin_port=args.admin_port, suspend_after_s=args.suspend_after,
             durability=args.durability, always_replay=args.always_replay,
             max_body_bytes=args.max_body, retention_s=args.retention, log_level=args.log_level,
         )

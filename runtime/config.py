@@ -11,9 +11,12 @@ class ServerConfig:
     data_dir: str = ".stead-data"
     host: str = "127.0.0.1"
     port: int = 8080
+    admin_host: str = "127.0.0.1"  # the admin API listens on loopback unless told otherwise
+    admin_port: int = 9070  # Restate's admin port; 0 disables the admin API
     durability: str = "sync"  # "sync": fsync per group commit; "wal": WAL written, not synced
     always_replay: bool = False  # drop every invocation after each durable point; resume by replay
     max_body_bytes: int = 32 * 1024 * 1024
+    suspend_after_s: float = 5.0  # an invocation waiting longer than this is suspended (coroutine dropped)
     retention_s: float = 24 * 3600.0  # how long completed invocations are kept
     shutdown_timeout_s: float = 10.0
     log_level: str = "warning"

@@ -1,108 +1,128 @@
-"""The invoker: admits invocations, runs their handlers, commits and completes them.
+"""The invoker: admits invocations, runs their handlers, commits and completes them,
+and acts on what the store reports back (wakes).
 
 One event loop runs everything. An invocation's life:
 
-  admit ──> run handler (pysdk Machine) ──> complete (one commit) ──> respond once durable
-    │            │  ctx.run: progress commit, wait durable, continue
+  admit ──> run handler (pysdk Machine) ──> complete (one commit) ──> result once durable
+    │            │  durable points: progress commit (journal, state, callees, timers)
+    │            │  awaiting a completion: wait; past the threshold: suspended, coroutine dropped
     │            └─ non-terminal failure: backoff commit + retry timer ──> resume by replay
     └─ key busy: inboxed (durable); started by the hand-over in its predecessor's completion
 
-Recovery at start resumes every unfinished invocation by replaying its journal.
+Every write can produce wakes (`Store.take_wakes`): a callee to start, a completion
+to deliver to a running handler, a suspended invocation to resume by replay, a
+cancellation or a kill. `after_write` collects them; they are acted on once the
+commit that produced them is durable. Recovery at start resumes every unfinished
+invocation by replaying its journal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Optional
 
 from pysdk._app import App
-from pysdk._errors import TerminalError
+from pysdk._errors import Suspended, TerminalError
 from pysdk._handler import HandlerSpec
 from pysdk._machine import Machine, ReplayRequested
 from runtime import _core
+from runtime.backend import WRITERS, Attempt, Killed
 from runtime.commits import Commits
 from runtime.ids import new_invocation_id, now_ms
+from runtime.results import Result, Results
 from runtime.retry import RetryPolicy
 from runtime.state_cache import StateCache
 
 log = logging.getLogger("stead.invoker")
 
-KINDS = {"service": _core.KIND_SERVICE, "exclusive": _core.KIND_EXCLUSIVE, "shared": _core.KIND_SHARED}
-
-# (output, failure_code, failure_message): output is None on failure.
-Result = tuple[bytes | None, int, str | None]
-
-
-class _Run:
-    """The Backend one Machine flushes through: a durable point of one invocation."""
-
-    __slots__ = ("invoker", "inv")
-
-    def __init__(self, invoker: "Invoker", inv: _core.Invocation) -> None:
-        self.invoker = invoker
-        self.inv = inv
-
-    async def flush(self, machine: Machine) -> None:
-        invoker = self.invoker
-        inv = self.inv
-        seq = invoker.store.progress(inv, machine.take_pending())
-        if inv.kind == _core.KIND_EXCLUSIVE:
-            invoker.cache.put(inv.service, inv.key, dict(machine.state), seq)
-        await invoker.commits.wait(seq)
+KINDS = {"service": _core.KIND_SERVICE, "exclusive": _core.KIND_EXCLUSIVE,
+         "shared": _core.KIND_SHARED, "workflow": _core.KIND_WORKFLOW}
+KILLED: Result = (None, 409, "killed")
 
 
 class Invoker:
     def __init__(self, store: _core.Store, app: App, commits: Commits, *,
-                 always_replay: bool = False, retry_policy: RetryPolicy = RetryPolicy()) -> None:
+                 always_replay: bool = False, retry_policy: RetryPolicy = RetryPolicy(),
+                 suspend_after_s: float = 5.0) -> None:
         self.store = store
         self.app = app
         self.commits = commits
         self.cache = StateCache(store)
+        self.results = Results(store, commits)
         self.always_replay = always_replay
         self.retry_policy = retry_policy
-        # Callers waiting for an invocation's result (ingress requests), by id.
-        self._waiters: dict[str, asyncio.Future[Result]] = {}
-        # Inputs already parsed by the ingress for inboxed invocations, so they are not parsed twice.
+        self.suspend_after_s = suspend_after_s
+        # Invocations whose handler is in memory (running or waiting), by id.
+        self.live: dict[str, Attempt] = {}
+        # Inputs already parsed by the ingress for invocations that start later.
         self._parsed: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer_wakeup = asyncio.Event()
+        self._timer_target: Optional[int] = None
         self._closing = False
         self._policies: dict[tuple[str, str], RetryPolicy] = {}
 
     # ---- entry points -------------------------------------------------------------------
 
-    async def call(self, spec: HandlerSpec, key: str, body: bytes, value: Any,
-                   headers: list[tuple[str, str]]) -> tuple[str, Result]:
-        """Run one invocation of `spec` to completion; return its id and durable result."""
-        inv = _core.Invocation(new_invocation_id(), spec.service_name, spec.name, key,
-                               KINDS[spec.kind], body, headers, now_ms())
-        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._waiters[inv.id] = fut
-        run_now, _ = self.store.admit(inv)
+    def new_invocation(self, spec: HandlerSpec, key: str, body: bytes, headers: list[tuple[str, str]],
+                       idempotency_key: str = "") -> _core.Invocation:
+        return _core.Invocation(new_invocation_id(), spec.service_name, spec.name, key, KINDS[spec.kind],
+                                body, headers, now_ms(), idempotency_key=idempotency_key)
+
+    def existing(self, spec: HandlerSpec, key: str, idempotency_key: str) -> Optional[str]:
+        """The invocation an idempotent request or a workflow run attaches to, if any."""
+        if spec.kind == "workflow":
+            return self.store.idempotency_lookup(spec.service_name, key, spec.name, "")
+        if idempotency_key:
+            return self.store.idempotency_lookup(spec.service_name, key, spec.name, idempotency_key)
+        return None
+
+    async def call(self, spec: HandlerSpec, inv: _core.Invocation, value: Any) -> Result:
+        """Run one invocation to completion; return its durable result."""
+        fut = self.results.expect(inv.id)
+        persist = bool(inv.idempotency_key) or inv.kind == _core.KIND_WORKFLOW
+        run_now, _ = self.store.admit(inv, persist)
         if run_now:
             # Run inline in the request's task: no task switch on the hot path.
-            await self._run(inv, spec, value, [])
+            await self._run(inv, spec, value, [], None)
         else:
             self._parsed[inv.id] = value
-        try:
-            return inv.id, await fut
-        finally:
-            self._waiters.pop(inv.id, None)
+        return await fut
+
+    async def send(self, spec: HandlerSpec, inv: _core.Invocation, value: Any, delay_ms: int) -> None:
+        """Accept an invocation to run in the background; return once it is durable."""
+        if delay_ms > 0:
+            seq = self.store.schedule(inv, now_ms() + delay_ms)
+            self._poke_timers()
+        else:
+            run_now, seq = self.store.admit(inv, True)
+            if run_now:
+                self._spawn(self._run(inv, spec, value, [], None))
+            else:
+                self._parsed[inv.id] = value
+        await self.commits.wait(seq)
 
     def recover(self) -> int:
         """Resume every invocation left unfinished by the last run of the server."""
         resumed = self.store.recover()
         for inv in resumed:
-            self._spawn_resume(inv)
-        if self.store.next_timer_ms() is not None:
-            self._timer_wakeup.set()
+            self._spawn(self._resume(inv))
+        self._poke_timers()
         return len(resumed)
+
+    # ---- signals from outside -------------------------------------------------------------
+
+    async def signal(self, seq: int) -> None:
+        """After a write made outside any invocation (cancel, kill, awakeable): act on its
+        wakes and return once it is durable."""
+        self.after_write()
+        await self.commits.wait(seq)
 
     # ---- running ------------------------------------------------------------------------
 
-    def _spawn_resume(self, inv: _core.Invocation) -> None:
-        task = asyncio.get_running_loop().create_task(self._resume(inv))
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -111,80 +131,91 @@ class Invoker:
         if spec is None:
             # The deployment no longer has this handler: fail it terminally rather than
             # retrying forever against code that does not exist.
-            await self._finish(inv, None, None, 404,
+            await self._finish(inv, None, None, None, 404,
                                f"handler {inv.service}/{inv.handler} is not registered")
             return
         value = self._parsed.pop(inv.id, _UNPARSED)
         try:
             if value is _UNPARSED:
                 value = spec.parse_input(inv.input)
-            journal = self.store.load_journal(inv.id) if inv.journal_len else []
         except Exception as exc:  # a stored input the current code can no longer parse
-            await self._finish(inv, None, None, 400, f"invalid stored input: {exc}")
+            await self._finish(inv, None, None, None, 400, f"invalid stored input: {exc}")
             return
-        await self._run(inv, spec, value, journal)
+        if inv.journal_len:
+            journal = self.store.load_journal(inv.id)
+            completions = {i: (v, c, m) for i, v, c, m in self.store.load_completions(inv.id)}
+        else:
+            journal, completions = [], None
+        await self._run(inv, spec, value, journal, completions)
 
     async def _run(self, inv: _core.Invocation, spec: HandlerSpec, value: Any,
-                   journal: list) -> None:
-        while True:
-            if inv.kind == _core.KIND_SERVICE:
-                state: dict[str, bytes] = {}
-            else:
-                state = self.cache.get(inv.service, inv.key)
-            machine = Machine(invocation_id=inv.id, key=inv.key, handler_kind=spec.kind,
-                              state=state, replay=journal, backend=_Run(self, inv),
-                              headers=inv.headers, attempt=inv.retry_count,
-                              always_replay=self.always_replay, body=inv.input)
-            try:
-                output = await spec.invoke(machine, value)
-            except ReplayRequested:
-                journal = self.store.load_journal(inv.id)
-                value = spec.parse_input(inv.input)
-                continue
-            except TerminalError as exc:
-                await self._finish(inv, machine, None, exc.status_code, exc.message)
-            except Exception as exc:
-                self._backoff(inv, spec, exc)
-            else:
-                await self._finish(inv, machine, output, 0, None)
-            return
+                   journal: list, completions: Optional[dict]) -> None:
+        attempt = Attempt(self, inv)
+        self.live[inv.id] = attempt
+        try:
+            while True:
+                state = {} if inv.kind == _core.KIND_SERVICE else self.cache.get(inv.service, inv.key)
+                machine = Machine(invocation_id=inv.id, key=inv.key, handler_kind=spec.kind,
+                                  state=state, replay=journal, backend=attempt,
+                                  headers=inv.headers, attempt=inv.retry_count,
+                                  always_replay=self.always_replay, body=inv.input,
+                                  completions=completions, cancelled=inv.cancel_requested)
+                attempt.machine = machine
+                try:
+                    output = await spec.invoke(machine, value)
+                except ReplayRequested:
+                    journal = self.store.load_journal(inv.id)
+                    completions = {i: (v, c, m) for i, v, c, m in self.store.load_completions(inv.id)}
+                    value = spec.parse_input(inv.input)
+                    continue
+                except (Suspended, Killed):
+                    pass
+                except TerminalError as exc:
+                    await self._finish(inv, attempt, machine, None, exc.status_code, exc.message)
+                except Exception as exc:
+                    self._backoff(inv, spec, exc)
+                else:
+                    await self._finish(inv, attempt, machine, output, 0, None)
+                return
+        finally:
+            if self.live.get(inv.id) is attempt:
+                del self.live[inv.id]
 
-    async def _finish(self, inv: _core.Invocation, machine: Machine | None, output: bytes | None,
-                      code: int, message: str | None) -> None:
-        entries = machine.take_pending() if machine is not None else []
-        seq, nxt = self.store.complete(inv, entries, output, code, message)
-        if inv.kind == _core.KIND_EXCLUSIVE and machine is not None:
+    async def _finish(self, inv: _core.Invocation, attempt: Optional[Attempt], machine: Optional[Machine],
+                      output: Optional[bytes], code: int, message: Optional[str]) -> None:
+        if attempt is not None and attempt.killed:
+            return
+        if machine is not None:
+            entries = machine.take_pending()
+            children = machine.take_children()
+            built = attempt.build_children(children) if children and attempt is not None else None
+        else:
+            entries, built = [], None
+        if self.live.get(inv.id) is attempt and attempt is not None:
+            del self.live[inv.id]
+        seq, nxt = self.store.complete(inv, entries, output, code, message, built)
+        if inv.kind in WRITERS and machine is not None:
             self.cache.put(inv.service, inv.key, machine.state, seq)
         if nxt is not None:
             # The key passes to the next inboxed invocation at once: it runs against the
-            # committed (maybe not yet synced) state; its own response waits for both commits.
-            self._spawn_resume(nxt)
-        fut = self._waiters.get(inv.id)
-        if fut is None:
-            return
-        try:
-            await self.commits.wait(seq)
-        except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc)
-            raise
-        if not fut.done():
-            fut.set_result((output, code, message))
+            # committed (maybe not yet synced) state; its own result waits for both commits.
+            self._spawn(self._resume(nxt))
+        if built or inv.caller_id:
+            self.after_write()
+        if self.results.has_waiters(inv.id):
+            await self.results.finished(inv.id, seq, (output, code, message))
 
     def _backoff(self, inv: _core.Invocation, spec: HandlerSpec, exc: Exception) -> None:
         policy = self._policy(spec)
         retry = inv.retry_count + 1
         if policy.exhausted(retry):
             log.warning("invocation %s failed after %d attempts: %r", inv.id, retry, exc)
-            task = asyncio.get_running_loop().create_task(
-                self._finish(inv, None, None, 500, f"failed after {retry} attempts: {exc!r}"))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._finish(inv, None, None, None, 500, f"failed after {retry} attempts: {exc!r}"))
             return
         delay = policy.delay_s(retry)
         log.info("invocation %s attempt %d failed (%r); retrying in %.3fs", inv.id, retry, exc, delay)
         self.store.backoff(inv, retry, now_ms() + int(delay * 1000))
-        self._timer_wakeup.set()
+        self._poke_timers()
 
     def _policy(self, spec: HandlerSpec) -> RetryPolicy:
         ident = (spec.service_name, spec.name)
@@ -196,12 +227,53 @@ class Invoker:
             self._policies[ident] = policy
         return policy
 
-    # ---- retry timers -------------------------------------------------------------------
+    # ---- wakes ---------------------------------------------------------------------------
+
+    def after_write(self) -> None:
+        """Collect the wakes of the writes made so far and act on them once durable."""
+        wakes = self.store.take_wakes()
+        if wakes:
+            self._spawn(self._act(wakes))
+        self._poke_timers()
+
+    async def _act(self, wakes: list[_core.Wake]) -> None:
+        await self.commits.wait(max(w[6] for w in wakes))
+        for what, inv, index, value, code, message, _seq in wakes:
+            attempt = self.live.get(inv.id)
+            if what == _core.WAKE_RUN:
+                if attempt is None:
+                    self._spawn(self._resume(inv))
+            elif what == _core.WAKE_DELIVER:
+                if attempt is not None and attempt.machine is not None:
+                    attempt.machine.complete(index, value, code, message)
+                    attempt.notify()
+            elif what == _core.WAKE_CANCEL:
+                if attempt is not None and attempt.machine is not None:
+                    attempt.machine.cancel()
+                    attempt.notify()
+            elif what == _core.WAKE_KILL:
+                if attempt is not None:
+                    attempt.kill()
+                    del self.live[inv.id]
+                self._spawn(self._resolve(inv.id, (value, code, message) if code else KILLED))
+            elif what == _core.WAKE_DONE:
+                self._spawn(self._resolve(inv.id, (value, code, message)))
+
+    async def _resolve(self, inv_id: str, result: Result) -> None:
+        if self.results.has_waiters(inv_id):
+            await self.results.finished(inv_id, self.store.durable_seq(), result)
+
+    # ---- timers -------------------------------------------------------------------------
+
+    def _poke_timers(self) -> None:
+        nxt = self.store.next_timer_ms()
+        if nxt is not None and (self._timer_target is None or nxt < self._timer_target):
+            self._timer_wakeup.set()
 
     async def timer_loop(self) -> None:
-        """Resume backing-off invocations when their retry timers fire."""
+        """Fire due timers (sleeps, delayed sends, retries); sleep until the next one."""
         while not self._closing:
-            next_ms = self.store.next_timer_ms()
+            self._timer_target = next_ms = self.store.next_timer_ms()
             timeout = None if next_ms is None else max(0.0, (next_ms - now_ms()) / 1000)
             self._timer_wakeup.clear()
             if timeout is None or timeout > 0:
@@ -210,9 +282,8 @@ class Invoker:
                 except TimeoutError:
                     pass
                 continue
-            for inv in self.store.pop_due(now_ms()):
-                self.store.resume(inv)
-                self._spawn_resume(inv)
+            if self.store.fire_timers(now_ms()):
+                self.after_write()
 
     async def close(self, timeout: float) -> None:
         """Let running invocations finish for up to `timeout`, then cancel the rest.

@@ -17,12 +17,14 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import sys
 
 import uvicorn
 
 from pysdk._app import App
 from runtime import _core
+from runtime.admin import Admin, Router
 from runtime.commits import Commits
 from runtime.config import ServerConfig
 from runtime.ids import now_ms
@@ -61,7 +63,8 @@ async def serve(config: ServerConfig, app: App) -> None:
             server.should_exit = True
 
     commits = Commits(store, loop, on_storage_failure)
-    invoker = Invoker(store, app, commits, always_replay=config.always_replay)
+    invoker = Invoker(store, app, commits, always_replay=config.always_replay,
+                      suspend_after_s=config.suspend_after_s)
     background: list[asyncio.Task[None]] = []
     try:
         resumed = invoker.recover()
@@ -70,14 +73,19 @@ async def serve(config: ServerConfig, app: App) -> None:
         background.append(loop.create_task(invoker.timer_loop()))
         background.append(loop.create_task(_purge_loop(store, config.retention_s)))
         ingress = Ingress(app, invoker, max_body_bytes=config.max_body_bytes)
+        sockets = [_listen(config.host, config.port)]
+        handler = ingress
+        if config.admin_port:
+            sockets.append(_listen(config.admin_host, config.admin_port))
+            handler = Router(ingress, Admin(invoker), config.admin_port)
         uv_config = uvicorn.Config(
-            ingress, host=config.host, port=config.port, loop="none", http="httptools",
+            handler, host=config.host, port=config.port, loop="none", http="httptools",
             lifespan="off", access_log=False, log_level=config.log_level,
             timeout_graceful_shutdown=config.shutdown_timeout_s, server_header=False,
             date_header=False, proxy_headers=False,
         )
         server = uvicorn.Server(uv_config)
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         await invoker.close(config.shutdown_timeout_s)
         for task in background:
@@ -87,6 +95,16 @@ async def serve(config: ServerConfig, app: App) -> None:
                 await task
         commits.close()
         store.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 async def _purge_loop(store: _core.Store, retention_s: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,6 +35,7 @@ class SteadServer:
         self.always_replay = always_replay
         self.extra_args = extra_args or []
         self.port = free_port()
+        self.admin_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
@@ -41,9 +43,13 @@ class SteadServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "runtime.cli", "serve", self.target, "--data-dir", str(self.data_dir),
-               "--port", str(self.port), *self.extra_args]
+               "--port", str(self.port), "--admin-port", str(self.admin_port), *self.extra_args]
         if self.always_replay:
             cmd.append("--always-replay")
         return cmd
@@ -85,16 +91,24 @@ class SteadServer:
 
     def restart(self) -> "SteadServer":
         self.port = free_port()
+        self.admin_port = free_port()
         return self.start()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def post(self, path: str, body: object = None, **kwargs: object) -> httpx.Response:
-        content = b"" if body is None else __import__("json").dumps(body).encode()
-        headers = {"content-type": "application/json"} if body is not None else {}
-        return httpx.post(f"{self.url}{path}", content=content, headers=headers,
-                          timeout=kwargs.pop("timeout", 30.0), **kwargs)  # type: ignore[arg-type]
+    def post(self, path: str, body: object = None, *, headers: dict[str, str] | None = None,
+             timeout: float = 30.0) -> httpx.Response:
+        content = b"" if body is None else json.dumps(body).encode()
+        all_headers = {"content-type": "application/json"} if body is not None else {}
+        all_headers.update(headers or {})
+        return httpx.post(f"{self.url}{path}", content=content, headers=all_headers, timeout=timeout)
+
+    def get(self, path: str, timeout: float = 30.0) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", timeout=timeout)
+
+    def admin(self, method: str, path: str) -> httpx.Response:
+        return httpx.request(method, f"{self.admin_url}{path}", timeout=30.0)
 
 
 @pytest.fixture
@@ -130,3 +144,22 @@ def make_server(tmp_path: Path, effects_dir: Path, mode: str) -> Iterator:
 @pytest.fixture
 def server(make_server) -> SteadServer:  # type: ignore[no-untyped-def]
     return make_server().start()
+
+
+FLOW_APP = "tests.apps.flowapp:application"
+
+
+@pytest.fixture
+def flow(make_server) -> SteadServer:  # type: ignore[no-untyped-def]
+    """A server of the control-flow test app (tests/apps/flowapp.py), in both modes."""
+    return make_server(target=FLOW_APP).start()
+
+
+def wait_for_lines(path: Path, count: int, timeout: float = 20.0) -> list[str]:
+    """Poll an effects file until it has at least `count` lines."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)

@@ -1,0 +1,85 @@
+"""The admin API (a minimal first part of it), on its own port, loopback by default:
+
+    PATCH  /invocations/{id}/cancel     cooperative: the handler sees a TerminalError at its
+                                        next await, compensations run; propagates to callees
+    PATCH  /invocations/{id}/kill       stops at once, no compensation; kills callees too
+    DELETE /invocations/{id}?mode=cancel|kill   (Restate's older form of the same)
+    GET    /health
+
+202 {"invocationId", "status"} once the request is durable; 404 unknown invocation;
+409 already completed.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qs, unquote
+
+from runtime.http import HttpError, Receive, Scope, Send, error_body, json_body, lifespan, respond
+from runtime.invoker import Invoker
+
+log = logging.getLogger("stead.admin")
+
+
+class Admin:
+    def __init__(self, invoker: Invoker) -> None:
+        self.invoker = invoker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await lifespan(receive, send)
+            return
+        try:
+            await self._handle(scope, send)
+        except HttpError as exc:
+            await respond(send, exc.status, error_body(exc.status, exc.message))
+        except Exception as exc:
+            log.exception("internal error serving %s %s", scope["method"], scope["path"])
+            await respond(send, 500, error_body(500, f"internal error: {exc}"))
+
+    async def _handle(self, scope: Scope, send: Send) -> None:
+        parts = scope["path"].strip("/").split("/")
+        method = scope["method"]
+        if parts == ["health"]:
+            await respond(send, 200, b'{"status":"ok"}')
+            return
+        if len(parts) == 3 and parts[0] == "invocations" and parts[2] in ("cancel", "kill"):
+            if method != "PATCH":
+                raise HttpError(405, f"method {method} not allowed: use PATCH /invocations/{{id}}/{parts[2]}")
+            await self._signal(unquote(parts[1]), parts[2], send)
+            return
+        if len(parts) == 2 and parts[0] == "invocations" and method == "DELETE":
+            mode = parse_qs((scope.get("query_string") or b"").decode("latin-1")).get("mode", ["cancel"])[-1]
+            if mode not in ("cancel", "kill"):
+                raise HttpError(400, f"mode must be cancel or kill, got {mode!r}")
+            await self._signal(unquote(parts[1]), mode, send)
+            return
+        raise HttpError(404, f"unknown admin path {scope['path']}")
+
+    async def _signal(self, inv_id: str, action: str, send: Send) -> None:
+        store = self.invoker.store
+        seq = store.cancel(inv_id) if action == "cancel" else store.kill(inv_id)
+        if seq == -1:
+            raise HttpError(404, f"invocation {inv_id} not found")
+        if seq == 0:
+            raise HttpError(409, f"invocation {inv_id} is already completed")
+        await self.invoker.signal(seq)
+        status = "cancelling" if action == "cancel" else "killed"
+        await respond(send, 202, json_body({"invocationId": inv_id, "status": status}))
+
+
+class Router:
+    """One ASGI app for both listening sockets: the admin port gets the admin API."""
+
+    def __init__(self, ingress, admin: Admin, admin_port: int) -> None:  # type: ignore[no-untyped-def]
+        self.ingress = ingress
+        self.admin = admin
+        self.admin_port = admin_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server")
+        if server is not None and server[1] == self.admin_port:
+            await self.admin(scope, receive, send)
+        else:
+            await self.ingress(scope, receive, send)

@@ -1,0 +1,128 @@
+"""`Attempt`: the runtime side of one attempt of one invocation, as the pysdk
+`Machine` sees it (its `Backend`): durable points, waiting for completions,
+suspension, target checks and promise peeks.
+
+Waiting: the machine calls `wait()` when its handler awaits a durable future
+that is not complete. The invoker delivers completions and cancellations by
+calling `machine.complete()` / `machine.cancel()` and then `notify()`. A wait
+longer than the suspension threshold (at once in forced-replay mode) drops the
+coroutine: the store marks the invocation suspended unless a completion is
+already on its way, and `Suspended` unwinds the handler; the next completion
+resumes it by replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Optional
+
+from pysdk._errors import Suspended, TerminalError
+from pysdk._machine import Child, Machine
+from runtime import _core
+from runtime.ids import now_ms
+
+if TYPE_CHECKING:
+    from runtime.invoker import Invoker
+
+WRITERS = (_core.KIND_EXCLUSIVE, _core.KIND_WORKFLOW)
+
+
+class Killed(BaseException):
+    """The invocation was killed while running: stop at once, write nothing more."""
+
+
+class Attempt:
+    __slots__ = ("invoker", "inv", "machine", "killed", "_waiter")
+
+    def __init__(self, invoker: "Invoker", inv: _core.Invocation) -> None:
+        self.invoker = invoker
+        self.inv = inv
+        self.machine: Optional[Machine] = None
+        self.killed = False
+        self._waiter: Optional[asyncio.Future[None]] = None
+
+    # ---- Backend ----------------------------------------------------------------------
+
+    async def flush(self, machine: Machine) -> None:
+        if self.killed:
+            raise Killed()
+        invoker = self.invoker
+        inv = self.inv
+        children = machine.take_children()
+        seq = invoker.store.progress(inv, machine.take_pending(),
+                                     self.build_children(children) if children else None)
+        if inv.kind in WRITERS:
+            invoker.cache.put(inv.service, inv.key, dict(machine.state), seq)
+        invoker.after_write()
+        await invoker.commits.wait(seq)
+        if self.killed:
+            raise Killed()
+
+    async def wait(self, machine: Machine) -> None:
+        if self.killed:
+            raise Killed()
+        invoker = self.invoker
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiter = fut
+        try:
+            timeout = 0.0 if invoker.always_replay else invoker.suspend_after_s
+            if timeout > 0:
+                done, _ = await asyncio.wait((fut,), timeout=timeout)
+                if done:
+                    return fut.result()
+            if invoker.store.suspend(self.inv, list(machine.awaiting)):
+                raise Suspended()
+            # A completion is on its way (committed, not yet delivered): keep waiting.
+            await fut
+        finally:
+            self._waiter = None
+
+    def check_target(self, service: str, handler: str, key: Optional[str], is_send: bool) -> None:
+        spec = self.invoker.app.lookup(service, handler)
+        if spec is None:
+            raise TerminalError(f"handler {service}/{handler} not found", 404)
+        keyed = self.invoker.app.service_type(service) != "service"
+        if keyed and not key:
+            raise TerminalError(f"{service} is keyed: a call to {service}/{handler} needs a key", 400)
+        inv = self.inv
+        if (not is_send and inv.kind in WRITERS and _KINDS.get(spec.kind) in WRITERS
+                and service == inv.service and key == inv.key):
+            raise TerminalError(
+                f"{service}/{key}/{handler} is the caller's own key, which the caller holds: "
+                "a call would deadlock; use a send", 400)
+
+    def peek_promise(self, machine: Machine, name: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
+        return self.invoker.store.peek_promise(self.inv.service, self.inv.key, name)
+
+    # ---- driven by the invoker --------------------------------------------------------
+
+    def notify(self) -> None:
+        fut = self._waiter
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def kill(self) -> None:
+        self.killed = True
+        fut = self._waiter
+        if fut is not None and not fut.done():
+            fut.set_exception(Killed())
+
+    def build_children(self, children: list[Child]) -> list[tuple[_core.Invocation, int]]:
+        """Callee invocations of CALL/SEND entries, for the commit that journals them."""
+        app = self.invoker.app
+        inv = self.inv
+        now = now_ms()
+        out = []
+        for index, callee_id, service, handler, key, arg, headers, idem, fire_ms, is_send in children:
+            spec = app.lookup(service, handler)
+            kind = _KINDS[spec.kind] if spec is not None else _core.KIND_SERVICE
+            callee = _core.Invocation(
+                callee_id, service, handler, key or "", kind, arg, headers, now,
+                caller_id="" if is_send else inv.id, caller_entry=0 if is_send else index,
+                idempotency_key=idem)
+            out.append((callee, fire_ms))
+        return out
+
+
+_KINDS = {"service": _core.KIND_SERVICE, "exclusive": _core.KIND_EXCLUSIVE,
+          "shared": _core.KIND_SHARED, "workflow": _core.KIND_WORKFLOW}

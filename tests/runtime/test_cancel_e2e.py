@@ -1,0 +1,64 @@
+"""Cancellation and kill through the admin API, and sagas, over real HTTP."""
+
+from __future__ import annotations
+
+from tests.conftest import wait_for_lines
+
+
+def _job(flow, effects_dir, path: str, tag: str, lines: int = 1) -> str:
+    inv = flow.post(f"{path}/send", tag).json()["invocationId"]
+    wait_for_lines(effects_dir / "jobs", lines)
+    return inv
+
+
+def test_cancel_runs_compensations(flow, effects_dir) -> None:
+    inv = _job(flow, effects_dir, "/Jobs/long", "a")
+    resp = flow.admin("PATCH", f"/invocations/{inv}/cancel")
+    assert resp.status_code == 202, resp.text
+    out = flow.get(f"/restate/invocation/{inv}/attach")
+    assert out.status_code == 409 and out.json()["message"] == "cancelled"
+    assert (effects_dir / "jobs").read_text().splitlines() == ["reserve a", "release a"]
+    assert flow.admin("PATCH", f"/invocations/{inv}/cancel").status_code == 409  # already completed
+
+
+def test_kill_stops_without_compensation(flow, effects_dir) -> None:
+    inv = _job(flow, effects_dir, "/Jobs/long", "b")
+    assert flow.admin("PATCH", f"/invocations/{inv}/kill").status_code == 202
+    out = flow.get(f"/restate/invocation/{inv}/attach")
+    assert out.status_code == 409 and "killed" in out.json()["message"]
+    assert (effects_dir / "jobs").read_text().splitlines() == ["reserve b"]
+
+
+def test_cancel_propagates_to_awaited_calls(flow, effects_dir) -> None:
+    inv = _job(flow, effects_dir, "/Jobs/parent", "p")
+    assert flow.admin("PATCH", f"/invocations/{inv}/cancel").status_code == 202
+    assert flow.get(f"/restate/invocation/{inv}/attach").status_code == 409
+    lines = wait_for_lines(effects_dir / "jobs", 3)
+    assert lines[0] == "reserve p-child"
+    assert sorted(lines[1:]) == ["parent saw 409", "release p-child"]
+
+
+def test_admin_bad_requests(flow) -> None:
+    assert flow.admin("PATCH", "/invocations/inv_nope/cancel").status_code == 404
+    assert flow.admin("GET", "/invocations/inv_nope/cancel").status_code == 405
+    assert flow.admin("PATCH", "/somewhere").status_code == 404
+    assert flow.admin("GET", "/health").status_code == 200
+
+
+def test_travel_saga_compensates_in_reverse(flow) -> None:
+    ok = flow.post("/Trips/book", {"trip": "t1"})
+    assert ok.json() == ["flight-t1", "hotel-t1", "car-t1"]
+    refused = flow.post("/Trips/book", {"trip": "t2", "car": "convertible"})
+    assert refused.status_code == 409 and "convertible" in refused.json()["message"]
+    inv = refused.headers["x-restate-id"]
+    from tests.disk import DiskReader  # noqa: F401  (journal checked in the crash test)
+    assert flow.get(f"/restate/invocation/{inv}/output").status_code == 409
+
+
+def test_saga_compensations_run_in_reverse_order(flow, effects_dir) -> None:
+    for i in (1, 2, 3):
+        (effects_dir / f"s-undo{i}").touch()
+    resp = flow.post("/Jobs/compensating", "s")
+    assert resp.status_code == 409
+    assert (effects_dir / "saga").read_text().splitlines() == [
+        "step 1", "step 2", "step 3", "undo 3", "undo 2", "undo 1"]
