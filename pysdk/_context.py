@@ -1,6 +1,8 @@
 """The context objects handed to handlers: `Context` (services),
-`ObjectSharedContext` (shared handlers of a virtual object: read-only) and
-`ObjectContext` (exclusive handlers: read and write).
+`ObjectSharedContext` (shared handlers of a virtual object: read-only),
+`ObjectContext` (exclusive handlers: read and write), and the workflow ones,
+`WorkflowContext` (the main handler) and `WorkflowSharedContext` (its other
+handlers), which add durable promises.
 
 Names, signatures and semantics follow Restate's Python SDK so that a handler
 ports by changing its import. Unlike Restate's abstract classes these are the
@@ -11,7 +13,10 @@ invocation and `get`/`set` are the hot path. `ObjectContext` extends
 accepts the read-write one.
 
 `ctx.run` / `ctx.run_typed` / `ctx.time` return an awaitable that does its
-work when awaited (a coroutine); await it where it is created.
+work when awaited (a coroutine); await it where it is created. `ctx.sleep`,
+the calls, `awakeable` and `promise(...).value()` journal their command at
+once and return a durable future (`_futures`), which can be awaited later or
+passed to the combinators (`_combinators`).
 """
 from __future__ import annotations
 
@@ -21,16 +26,31 @@ import uuid as _uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from random import Random
-from typing import Any, Awaitable, Callable, Coroutine, Optional, ParamSpec, TypeVar, Union, overload
+from typing import Any, Awaitable, Callable, Coroutine, Mapping, Optional, ParamSpec, TypeVar, Union, overload
 
 import pydantic_core
 
+from . import _commands
+from ._entries import COMPLETE_AWAKEABLE
+from ._futures import (
+    DurablePromise,
+    RestateDurableCallFuture,
+    RestateDurableFuture,
+    RestateDurableSleepFuture,
+    SendHandle,
+    cancel_invocation,
+)
 from ._machine import Machine
 from ._retry import DEFAULT_RUN_OPTIONS, RunOptions
 from ._serde import DEFAULT_SERDE, JSON_CODEC, Codec, Serde, codec, codec_for_hint, json_dumps
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 (Restate's name)
+O = TypeVar("O")  # noqa: E741 (Restate's name)
 P = ParamSpec("P")
+
+HandlerType = Union[Callable[[Any, I], Awaitable[O]], Callable[[Any], Awaitable[O]]]
+Headers = Optional[Mapping[str, str]]
 
 RunAction = Union[Callable[..., Coroutine[Any, Any, T]], Callable[..., T]]
 
@@ -187,6 +207,82 @@ class Context:
         """`run` with typed arguments: `await ctx.run_typed("charge", charge, RunOptions(max_attempts=3), amount)`."""
         return self._m.run(name, action, args, kwargs, _run_codec(action, options.serde, options.type_hint), options)
 
+    # -- durable control flow ----------------------------------------------------------
+
+    def sleep(self, delta: timedelta, name: Optional[str] = None) -> RestateDurableSleepFuture:
+        """A durable timer of `delta` from now: the invocation may be suspended
+        while it waits, and a replay does not wait again."""
+        return _commands.sleep(self._m, delta, name)
+
+    def service_call(self, tpe: HandlerType[I, O], arg: I, idempotency_key: Optional[str] = None,
+                     headers: Headers = None) -> RestateDurableCallFuture[O]:
+        """Call a service handler (a function decorated with `@service.handler()`)."""
+        spec = _commands.handler_spec(tpe, "service", "service_call")
+        return _commands.call(self._m, spec, None, arg, idempotency_key, headers)
+
+    def service_send(self, tpe: HandlerType[I, O], arg: I, send_delay: Optional[timedelta] = None,
+                     idempotency_key: Optional[str] = None, headers: Headers = None) -> SendHandle:
+        """Start a service handler without waiting for it, after `send_delay` if given."""
+        spec = _commands.handler_spec(tpe, "service", "service_send")
+        return _commands.send(self._m, spec, None, arg, send_delay, idempotency_key, headers)
+
+    def object_call(self, tpe: HandlerType[I, O], key: str, arg: I, idempotency_key: Optional[str] = None,
+                    headers: Headers = None) -> RestateDurableCallFuture[O]:
+        """Call a virtual object's handler on `key`."""
+        spec = _commands.handler_spec(tpe, "object", "object_call")
+        return _commands.call(self._m, spec, _key(key), arg, idempotency_key, headers)
+
+    def object_send(self, tpe: HandlerType[I, O], key: str, arg: I, send_delay: Optional[timedelta] = None,
+                    idempotency_key: Optional[str] = None, headers: Headers = None) -> SendHandle:
+        spec = _commands.handler_spec(tpe, "object", "object_send")
+        return _commands.send(self._m, spec, _key(key), arg, send_delay, idempotency_key, headers)
+
+    def workflow_call(self, tpe: HandlerType[I, O], key: str, arg: I, idempotency_key: Optional[str] = None,
+                      headers: Headers = None) -> RestateDurableCallFuture[O]:
+        """Call a workflow's handler on `key` (its main handler runs once per key)."""
+        spec = _commands.handler_spec(tpe, "workflow", "workflow_call")
+        return _commands.call(self._m, spec, _key(key), arg, idempotency_key, headers)
+
+    def workflow_send(self, tpe: HandlerType[I, O], key: str, arg: I, send_delay: Optional[timedelta] = None,
+                      idempotency_key: Optional[str] = None, headers: Headers = None) -> SendHandle:
+        spec = _commands.handler_spec(tpe, "workflow", "workflow_send")
+        return _commands.send(self._m, spec, _key(key), arg, send_delay, idempotency_key, headers)
+
+    def generic_call(self, service: str, handler: str, arg: bytes, key: Optional[str] = None,
+                     idempotency_key: Optional[str] = None, headers: Headers = None) -> RestateDurableCallFuture[bytes]:
+        """Call `service/handler` by name with raw input bytes; the result is raw bytes."""
+        return _commands.generic_call(self._m, service, handler, arg, key, idempotency_key, headers)
+
+    def generic_send(self, service: str, handler: str, arg: bytes, key: Optional[str] = None,
+                     send_delay: Optional[timedelta] = None, idempotency_key: Optional[str] = None,
+                     headers: Headers = None) -> SendHandle:
+        return _commands.generic_send(self._m, service, handler, arg, key, send_delay, idempotency_key, headers)
+
+    def awakeable(self, serde: Serde[T] = DEFAULT_SERDE,
+                  type_hint: Optional[type[T]] = None) -> tuple[str, RestateDurableFuture[T]]:
+        """(id, future): hand the id to another system, which completes the
+        future through the ingress or `ctx.resolve_awakeable`."""
+        return _commands.awakeable(self._m, codec(serde, type_hint))
+
+    def resolve_awakeable(self, name: str, value: I, serde: Serde[I] = DEFAULT_SERDE) -> None:
+        encode = codec(serde).dumps
+        _commands.complete_awakeable(self._m, name, lambda i: (COMPLETE_AWAKEABLE, name, encode(value), 0, None))
+
+    def reject_awakeable(self, name: str, failure_message: str, failure_code: int = 500) -> None:
+        _commands.complete_awakeable(
+            self._m, name, lambda i: (COMPLETE_AWAKEABLE, name, None, failure_code, failure_message))
+
+    def cancel_invocation(self, invocation_id: str) -> None:
+        """Ask the runtime to cancel `invocation_id` (it raises `TerminalError`
+        at its next await point, so its compensations run)."""
+        cancel_invocation(self._m, invocation_id)
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"the key must be a str, got {type(key).__name__}")
+    return key
+
 
 class ObjectSharedContext(Context):
     """Context of a shared virtual-object handler: reads the object's state."""
@@ -224,3 +320,25 @@ class ObjectContext(ObjectSharedContext):
 
     def clear_all(self) -> None:
         self._m.clear_all()
+
+
+class WorkflowSharedContext(ObjectSharedContext):
+    """Context of a workflow's shared handlers: read state, use promises."""
+
+    __slots__ = ()
+
+    def promise(self, name: str, serde: Serde[T] = DEFAULT_SERDE,
+                type_hint: Optional[type[T]] = None) -> DurablePromise[T]:
+        """The workflow's durable promise `name` (one per workflow key)."""
+        return DurablePromise(self._m, name, serde, codec(serde, type_hint))
+
+
+class WorkflowContext(ObjectContext):
+    """Context of a workflow's main handler: read and write state, use promises."""
+
+    __slots__ = ()
+
+    def promise(self, name: str, serde: Serde[T] = DEFAULT_SERDE,
+                type_hint: Optional[type[T]] = None) -> DurablePromise[T]:
+        """The workflow's durable promise `name` (one per workflow key)."""
+        return DurablePromise(self._m, name, serde, codec(serde, type_hint))

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import pydantic
 
-from ._context import Context, ObjectContext, ObjectSharedContext
+from ._context import Context, ObjectContext, ObjectSharedContext, WorkflowContext, WorkflowSharedContext
 from ._errors import InputError
 from ._machine import Machine
 from ._retry import InvocationRetryPolicy
@@ -27,6 +27,10 @@ CONTEXT_CLASSES: dict[str, type[Context]] = {
     "service": Context,
     "exclusive": ObjectContext,
     "shared": ObjectSharedContext,
+}
+WORKFLOW_CONTEXT_CLASSES: dict[str, type[Context]] = {
+    "workflow": WorkflowContext,
+    "shared": WorkflowSharedContext,
 }
 
 _NAME = re.compile(r"^[^/\s?#]+$")
@@ -49,6 +53,7 @@ class HandlerOptions:
     enable_lazy_state: Optional[bool] = None
     ingress_private: Optional[bool] = None
     invocation_retry_policy: Optional[InvocationRetryPolicy] = None
+    workflow_retention: Optional[timedelta] = None
 
 
 def validate_name(what: str, name: Any) -> str:
@@ -64,6 +69,7 @@ class HandlerSpec:
         "service_name", "name", "service_type", "kind", "accepts_input", "fn",
         "context_class", "input_serde", "output_serde", "input_type", "output_type",
         "options", "_loads", "_dumps", "_has_default", "_default", "_where",
+        "dump_input", "load_output",
     )
 
     def __init__(
@@ -87,7 +93,8 @@ class HandlerSpec:
         self.output_serde = output_serde
         self.name = validate_name("handler", name if name is not None else getattr(fn, "__name__", None))
         self._where = f"handler {service_name}/{self.name}"
-        self.context_class = CONTEXT_CLASSES[kind]
+        classes = WORKFLOW_CONTEXT_CLASSES if service_type == "workflow" else CONTEXT_CLASSES
+        self.context_class = classes[kind]
         self._check_signature()
 
     # -- decoration time -----------------------------------------------------
@@ -137,6 +144,8 @@ class HandlerSpec:
         ret = sig.return_annotation
         self.output_type = None if ret is _EMPTY or ret is None or ret is type(None) else ret
         self._dumps = self._output_dumper()
+        self.dump_input = self._input_dumper()
+        self.load_output = self._output_loader()
 
     def _check_context_annotation(self, ann: Any) -> None:
         if isinstance(ann, type) and issubclass(ann, Context) and not issubclass(self.context_class, ann):
@@ -161,6 +170,32 @@ class HandlerSpec:
             return json_dumps
         custom = serde.serialize
         return lambda value: bytes(custom(value))
+
+    # The caller's side (ctx.*_call / *_send): the inverse of the two above.
+
+    def _input_dumper(self) -> Callable[[Any], bytes]:
+        if not self.accepts_input:
+            where = self._where
+
+            def no_input(value: Any) -> bytes:
+                if value is not None:
+                    raise TypeError(f"{where} takes no input, got {type(value).__name__}")
+                return b""
+
+            return no_input
+        serde = self.input_serde
+        if serde is DEFAULT_SERDE or type(serde) is DefaultSerde:
+            hint = self.input_type if self.input_type is not None else getattr(serde, "type_hint", None)
+            return codec_for_hint(hint).dumps
+        custom = serde.serialize
+        return lambda value: bytes(custom(value))
+
+    def _output_loader(self) -> Callable[[bytes], Any]:
+        serde = self.output_serde
+        if serde is DEFAULT_SERDE or type(serde) is DefaultSerde:
+            hint = self.output_type if self.output_type is not None else getattr(serde, "type_hint", None)
+            return codec_for_hint(hint).loads
+        return serde.deserialize
 
     # -- per invocation ------------------------------------------------------------
 

@@ -15,9 +15,19 @@ steps) goes through the machine, which holds the journal as recorded so far:
   `Backend.flush` before the handler sees its result: nothing the handler
   does next can depend on a result that could be lost.
 
+Durable control flow (sleeps, calls, awakeables, promises) adds commands
+whose outcome arrives later. A command is journaled when the context method
+is called; the runtime delivers its completion with `complete(index, ...)`
+(recorded completions are handed to the constructor for replay). Awaiting
+one is an *await point*: there the machine flushes what is pending, observes
+a requested cancellation (journaling CANCEL and raising
+`TerminalError("cancelled", 409)`), and otherwise waits through
+`Backend.wait` until the completion is there. `_awaiting` holds the rules
+that keep await points deterministic on replay.
+
 Entries are 5-tuples (see `_entries`) so that handing them to the Rust core
 costs no conversion. The machine knows nothing of storage or of the event
-loop beyond `Backend.flush`; the runtime (in-process or over gRPC) drives it.
+loop beyond the `Backend`; the runtime (in-process or over gRPC) drives it.
 """
 from __future__ import annotations
 
@@ -31,12 +41,13 @@ from typing import Any, Callable, Optional, Protocol
 import pydantic_core
 
 from . import _retry
-from ._entries import CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SET_STATE, STATE_KEYS, Entry, describe
+from ._awaiting import Awaiting
+from ._entries import CANCEL, CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SET_STATE, STATE_KEYS, Completion, Entry, describe
 from ._errors import NonDeterminismError, ReplayRequested, Suspended, TerminalError
 from ._retry import RunOptions, RunRetry
 from ._serde import Codec
 
-__all__ = ["Backend", "Entry", "Machine", "NonDeterminismError", "ReplayRequested", "Suspended"]
+__all__ = ["Backend", "Child", "Completion", "Entry", "Machine", "NonDeterminismError", "ReplayRequested", "Suspended"]
 
 logger = logging.getLogger("pysdk")
 
@@ -44,16 +55,40 @@ _dumps = pydantic_core.to_json
 _loads = pydantic_core.from_json
 _monotonic = time.monotonic
 
+Child = tuple[int, str, str, str, Optional[str], bytes, list[tuple[str, str]], str, int, bool]
+"""A callee to start, from a CALL or SEND entry created live (`Machine.take_children`):
+
+    (entry index, callee invocation id, service, handler, key or None,
+     input bytes, headers, idempotency key or "", fire_ms (0 = now), is_send)
+
+The callee id is `_ids.child_invocation_id(caller id, entry index)`; fire_ms
+is the wall-clock start time in ms of a delayed send. The runtime must make
+it durable in the same commit as the entry (`Backend.flush`)."""
+
 
 class Backend(Protocol):
-    """What the runtime provides to the machine."""
+    """What the runtime provides to the machine (protocol v2)."""
 
     async def flush(self, machine: "Machine") -> None:
-        """Make `machine.take_pending()` durable (journal rows and state
-        effects); return once it is."""
+        """Make `machine.take_pending()` (journal rows and state effects) and
+        `machine.take_children()` (the callees to start) durable in one
+        commit; return once it is."""
+
+    async def wait(self, machine: "Machine") -> None:
+        """Return once the runtime has called `machine.complete(...)` or
+        `machine.cancel()` since this wait began (not necessarily for an index
+        in `machine.awaiting`: the machine checks and loops). May raise
+        `Suspended`: the coroutine is dropped and resumed later by replay."""
+
+    def check_target(self, service: str, handler: str, key: Optional[str], is_send: bool) -> None:
+        """Raise `TerminalError` (404) for an unknown target, and for a call
+        (not a send) to the caller's own exclusive key, which would deadlock."""
+
+    def peek_promise(self, machine: "Machine", name: str) -> Optional[Completion]:
+        """The outcome of the workflow promise `name` if it is completed, else None."""
 
 
-class Machine:
+class Machine(Awaiting):
     """Journal, live state view and replay cursor of one invocation attempt."""
 
     def __init__(
@@ -69,6 +104,8 @@ class Machine:
         attempt: int = 0,
         always_replay: bool = False,
         body: bytes = b"",
+        completions: Optional[dict[int, Completion]] = None,
+        cancelled: bool = False,
     ) -> None:
         self.invocation_id = invocation_id
         self.key = key
@@ -81,9 +118,16 @@ class Machine:
         self.journal_index = 0
         self._replay = replay
         self._replay_len = len(replay)
-        self._backend = backend
+        self.backend = backend
         self._pending: list[Entry] = []
         self._random: Optional[Random] = None
+        # durable control flow (see _awaiting)
+        self._completions: dict[int, Completion] = dict(completions) if completions else {}
+        self._cancel_pending = cancelled
+        self._children: list[Child] = []
+        self.awaiting: list[int] = []
+        self._resolved_at = -1
+        self._resolved: list[int] = []
 
     # -- what the runtime reads -------------------------------------------
 
@@ -198,6 +242,8 @@ class Machine:
         if i < self._replay_len:
             entry = self._replay[i]
             if entry[0] != RUN or entry[1] != name:
+                if entry[0] == CANCEL:
+                    self._replayed_cancel(i)
                 raise self._mismatch(i, RUN, name)
             self.journal_index = i + 1
             value = entry[2]
@@ -205,6 +251,8 @@ class Machine:
                 raise TerminalError(entry[4] or "", entry[3])
             return codec.loads(value) if value is not None else None
 
+        if self._cancel_pending:  # the start of a live step is an await point
+            await self._observe_cancel()
         started = _monotonic()
         retry: Optional[RunRetry] = None
         attempts = 0
@@ -247,7 +295,7 @@ class Machine:
         raise TerminalError(message, code) from cause
 
     async def _flush(self) -> None:
-        await self._backend.flush(self)
+        await self.backend.flush(self)
         if self.always_replay:
             raise ReplayRequested()
 

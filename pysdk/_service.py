@@ -11,15 +11,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 
+from ._commands import HANDLER_ATTR
 from ._handler import HandlerOptions, HandlerSpec, validate_name
 from ._retry import InvocationRetryPolicy
 from ._serde import DEFAULT_SERDE, Serde
 
 F = TypeVar("F", bound=Callable[..., Any])
 RetryPolicyArg = Union[InvocationRetryPolicy, Mapping[str, Any], None]
-
-# The attribute of a decorated function that points back to its spec.
-HANDLER_ATTR = "__stead_handler__"
 
 
 class _Base:
