@@ -12,8 +12,10 @@ from typing import Iterable, Optional, Union
 
 from ._handler import HandlerSpec
 from ._service import Service, VirtualObject
+from ._workflow import Workflow
 
-ServiceDefinition = Union[Service, VirtualObject]
+ServiceDefinition = Union[Service, VirtualObject, Workflow]
+_DEFINITIONS = (Service, VirtualObject, Workflow)
 
 
 class App:
@@ -24,8 +26,8 @@ class App:
     def __init__(self, services: Iterable[ServiceDefinition]) -> None:
         self.services: dict[str, ServiceDefinition] = {}
         for svc in services:
-            if not isinstance(svc, (Service, VirtualObject)):
-                raise TypeError(f"app() takes Service and VirtualObject instances, got {svc!r}")
+            if not isinstance(svc, _DEFINITIONS):
+                raise TypeError(f"app() takes Service, VirtualObject and Workflow instances, got {svc!r}")
             if svc.name in self.services:
                 raise ValueError(f"two services are named {svc.name!r}; service names must be unique")
             self.services[svc.name] = svc
@@ -37,6 +39,7 @@ class App:
         return svc.handlers.get(handler)
 
     def service_type(self, name: str) -> Optional[str]:
+        """"service", "object" or "workflow"; None for an unknown service."""
         svc = self.services.get(name)
         return None if svc is None else svc.service_type
 
@@ -46,6 +49,6 @@ class App:
 
 def app(services: Iterable[ServiceDefinition]) -> App:
     """Bundle services for the runtime; service names must be unique."""
-    if isinstance(services, (Service, VirtualObject)):
+    if isinstance(services, _DEFINITIONS):
         raise TypeError("app() takes a list of services: app([my_service])")
     return App(services)

@@ -1,5 +1,25 @@
 """Context types, under the module name Restate uses (`restate.context`)."""
-from ._context import Context, ObjectContext, ObjectSharedContext, Request
+from ._context import Context, ObjectContext, ObjectSharedContext, Request, WorkflowContext, WorkflowSharedContext
+from ._futures import (
+    DurablePromise,
+    RestateDurableCallFuture,
+    RestateDurableFuture,
+    RestateDurableSleepFuture,
+    SendHandle,
+)
 from ._retry import RunOptions
 
-__all__ = ["Context", "ObjectContext", "ObjectSharedContext", "Request", "RunOptions"]
+__all__ = [
+    "Context",
+    "DurablePromise",
+    "ObjectContext",
+    "ObjectSharedContext",
+    "Request",
+    "RestateDurableCallFuture",
+    "RestateDurableFuture",
+    "RestateDurableSleepFuture",
+    "RunOptions",
+    "SendHandle",
+    "WorkflowContext",
+    "WorkflowSharedContext",
+]

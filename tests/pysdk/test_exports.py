@@ -1,5 +1,6 @@
 """The public surface is frozen: changing it must be a visible, deliberate edit."""
 import pysdk
+import pysdk.asyncio
 import pysdk.context
 import pysdk.exceptions
 import pysdk.retry_policy
@@ -8,16 +9,29 @@ import pysdk.serde
 EXPECTED = [
     "App",
     "Context",
+    "DurablePromise",
     "InvocationRetryPolicy",
     "ObjectContext",
     "ObjectSharedContext",
     "OnMaxAttempts",
     "Request",
+    "RestateDurableCallFuture",
+    "RestateDurableFuture",
+    "RestateDurableSleepFuture",
     "RunOptions",
+    "Saga",
+    "SendHandle",
     "Service",
     "TerminalError",
     "VirtualObject",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowSharedContext",
     "app",
+    "as_completed",
+    "gather",
+    "select",
+    "wait_completed",
 ]
 
 
@@ -32,12 +46,23 @@ def test_every_exported_name_exists() -> None:
 
 def test_no_public_name_leaks_outside_all() -> None:
     public = {n for n in vars(pysdk) if not n.startswith("_")}
-    modules = {"context", "exceptions", "retry_policy", "serde"}
+    modules = {"asyncio", "context", "exceptions", "retry_policy", "serde"}
     assert public - set(pysdk.__all__) - modules == set()
 
 
 def test_restate_module_mirrors() -> None:
     assert sorted(pysdk.serde.__all__) == ["BytesSerde", "DefaultSerde", "JsonSerde", "PydanticJsonSerde", "Serde"]
     assert pysdk.exceptions.__all__ == ["TerminalError"]
-    assert sorted(pysdk.context.__all__) == ["Context", "ObjectContext", "ObjectSharedContext", "Request", "RunOptions"]
+    assert sorted(pysdk.context.__all__) == [
+        "Context", "DurablePromise", "ObjectContext", "ObjectSharedContext", "Request",
+        "RestateDurableCallFuture", "RestateDurableFuture", "RestateDurableSleepFuture", "RunOptions",
+        "SendHandle", "WorkflowContext", "WorkflowSharedContext",
+    ]
+    assert sorted(pysdk.asyncio.__all__) == ["as_completed", "gather", "select", "wait_completed"]
     assert sorted(pysdk.retry_policy.__all__) == ["InvocationRetryPolicy", "OnMaxAttempts"]
+
+
+def test_mirrors_are_the_same_objects() -> None:
+    for module in (pysdk.context, pysdk.asyncio):
+        for name in module.__all__:
+            assert getattr(module, name) is getattr(pysdk, name)
