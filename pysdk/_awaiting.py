@@ -31,7 +31,7 @@ nothing otherwise, so a sleep or a call costs one entry.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, cast
 
 import pydantic_core
 
@@ -39,7 +39,7 @@ from ._entries import CANCEL, COMBINATOR, Completion, Entry, describe
 from ._errors import NonDeterminismError, TerminalError
 
 if TYPE_CHECKING:
-    from ._machine import Backend, Child
+    from ._machine import Backend, Child, Machine
 
 _dumps = pydantic_core.to_json
 _loads = pydantic_core.from_json
@@ -185,7 +185,7 @@ class Awaiting:
             return  # re-check: something may have arrived during the flush
         self.awaiting = indices
         try:
-            await self.backend.wait(self)
+            await self.backend.wait(cast("Machine", self))
         finally:
             self.awaiting = []
 

@@ -258,6 +258,13 @@ class Context:
                      headers: Headers = None) -> SendHandle:
         return _commands.generic_send(self._m, service, handler, arg, key, send_delay, idempotency_key, headers)
 
+    @overload
+    def awakeable(self) -> tuple[str, RestateDurableFuture[Any]]: ...
+
+    @overload
+    def awakeable(self, serde: Serde[T] = DEFAULT_SERDE,
+                  type_hint: Optional[type[T]] = None) -> tuple[str, RestateDurableFuture[T]]: ...
+
     def awakeable(self, serde: Serde[T] = DEFAULT_SERDE,
                   type_hint: Optional[type[T]] = None) -> tuple[str, RestateDurableFuture[T]]:
         """(id, future): hand the id to another system, which completes the
@@ -322,23 +329,34 @@ class ObjectContext(ObjectSharedContext):
         self._m.clear_all()
 
 
-class WorkflowSharedContext(ObjectSharedContext):
+
+class _Promises:
+    """`promise(...)`, shared by the two workflow contexts."""
+
+    __slots__ = ()
+    _m: Machine
+
+    @overload
+    def promise(self, name: str) -> DurablePromise[Any]: ...
+
+    @overload
+    def promise(self, name: str, serde: Serde[T] = DEFAULT_SERDE,
+                type_hint: Optional[type[T]] = None) -> DurablePromise[T]: ...
+
+    def promise(self, name: str, serde: Serde[T] = DEFAULT_SERDE,
+                type_hint: Optional[type[T]] = None) -> DurablePromise[T]:
+        """The workflow's durable promise `name` (one per workflow key): any
+        handler of the workflow can resolve it once, and `value()` waits for it."""
+        return DurablePromise(self._m, name, serde, codec(serde, type_hint))
+
+
+class WorkflowSharedContext(_Promises, ObjectSharedContext):
     """Context of a workflow's shared handlers: read state, use promises."""
 
     __slots__ = ()
 
-    def promise(self, name: str, serde: Serde[T] = DEFAULT_SERDE,
-                type_hint: Optional[type[T]] = None) -> DurablePromise[T]:
-        """The workflow's durable promise `name` (one per workflow key)."""
-        return DurablePromise(self._m, name, serde, codec(serde, type_hint))
 
-
-class WorkflowContext(ObjectContext):
+class WorkflowContext(_Promises, ObjectContext):
     """Context of a workflow's main handler: read and write state, use promises."""
 
     __slots__ = ()
-
-    def promise(self, name: str, serde: Serde[T] = DEFAULT_SERDE,
-                type_hint: Optional[type[T]] = None) -> DurablePromise[T]:
-        """The workflow's durable promise `name` (one per workflow key)."""
-        return DurablePromise(self._m, name, serde, codec(serde, type_hint))

@@ -56,5 +56,6 @@ class ReplayRequested(_ControlFlow):
 
 
 class Suspended(_ControlFlow):
-    """The invocation waits for something external (a timer, a call result);
-    its coroutine is dropped and it is resumed later by replay. Not raised yet."""
+    """The invocation waits for something external (a timer, a call result,
+    an awakeable, a promise); `Backend.wait` raises it when the runtime drops
+    the coroutine, which is resumed later by replay."""

@@ -79,10 +79,9 @@ class Saga:
 
     async def __aexit__(
         self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType],
-    ) -> bool:
+    ) -> None:  # never suppresses: typed None so type checkers know the block's exceptions propagate
         if isinstance(exc, TerminalError):
             try:
                 await self.compensate()
             except TerminalError as failed:
                 raise exc from failed
-        return False

@@ -120,7 +120,8 @@ class FakeBackend:
             raise Suspended()
         item = self.script.pop(0)
         for event in item if isinstance(item, list) else [item]:
-            if event == "cancel":
+            if isinstance(event, str):
+                assert event == "cancel", event
                 self.request_cancel()
             else:
                 index, (value, code, message) = event
@@ -169,6 +170,14 @@ async def drive(spec: HandlerSpec, body: bytes, backend: FakeBackend, *, key: st
         backend.persist(m.take_pending())
         return out
     raise AssertionError("too many restarts")
+
+
+def logged(log: list[str], name: str, result: Any = None) -> Callable[[], Any]:
+    """A step action that appends `name` to `log` and returns `result`."""
+    def action() -> Any:
+        log.append(name)
+        return result
+    return action
 
 
 def run(coro: Any) -> Any:

@@ -2,17 +2,27 @@
 JSON list (run by bench/run with --benchmark-enable; skipped otherwise)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
 from pysdk import ObjectContext, VirtualObject, app
+from pysdk._entries import Completion
 from pysdk._machine import Machine
 
 
 class NullBackend:
     async def flush(self, machine: Machine) -> None:
         machine.take_pending()
+
+    async def wait(self, machine: Machine) -> None:
+        raise AssertionError("the hot path does not wait")
+
+    def check_target(self, service: str, handler: str, key: Optional[str], is_send: bool) -> None:
+        return None
+
+    def peek_promise(self, machine: Machine, name: str) -> Optional[Completion]:
+        return None
 
 
 @pytest.mark.bench

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .fakes import FakeBackend, drive, run
+from .fakes import FakeBackend, drive, logged, run
 from pysdk import (
     Context,
     Service,
@@ -30,9 +30,9 @@ def race_service(log: list[str]) -> Service:
         timeout = ctx.sleep(timedelta(seconds=10))
         match await select(result=call, timeout=timeout):
             case ["result", value]:
-                return await ctx.run_typed("use", lambda: log.append("use") or value.decode())
+                return await ctx.run_typed("use", logged(log, "use", value.decode()))
             case ["timeout", _]:
-                return await ctx.run_typed("timed_out", lambda: log.append("timeout") or "late")
+                return await ctx.run_typed("timed_out", logged(log, "timeout", "late"))
         return None
 
     return svc

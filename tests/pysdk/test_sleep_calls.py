@@ -8,7 +8,7 @@ from datetime import timedelta
 import pydantic
 import pytest
 
-from .fakes import FakeBackend, drive, run
+from .fakes import FakeBackend, drive, logged, run
 from pysdk import (
     Context,
     ObjectContext,
@@ -63,8 +63,8 @@ def test_sleep_journals_fire_time_suspends_then_replays_without_waiting_again() 
     async def h(ctx: Context) -> str:
         fut = ctx.sleep(timedelta(seconds=30), name="nap")
         assert isinstance(fut, RestateDurableSleepFuture)
-        assert await fut is None
-        return await ctx.run_typed("after", lambda: steps.append("ran") or "done")
+        assert await fut is None  # type: ignore[func-returns-value]
+        return await ctx.run_typed("after", logged(steps, "ran", "done"))
 
     b = FakeBackend()
     before = int(time.time() * 1000)
@@ -265,7 +265,7 @@ def cancellable_service(log: list[str]) -> Service:
             await ctx.sleep(timedelta(hours=1))
         except TerminalError as exc:
             log.append(f"caught {exc.status_code} {exc.message}")
-            await ctx.run_typed("undo", lambda: log.append("undo") or "undone")
+            await ctx.run_typed("undo", logged(log, "undo", "undone"))
             raise
         return "slept"
 
