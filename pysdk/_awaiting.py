@@ -41,6 +41,8 @@ from ._errors import NonDeterminismError, TerminalError
 if TYPE_CHECKING:
     from ._machine import Backend, Child, Machine
 
+__all__ = ["Awaiting", "cancelled_error", "raise_failure"]
+
 _dumps = pydantic_core.to_json
 _loads = pydantic_core.from_json
 
@@ -245,5 +247,3 @@ def raise_failure(c: Completion) -> Any:
         raise TerminalError(message or "", code or 500)
     return value
 
-
-__all__ = ["Awaiting", "cancelled_error", "raise_failure"]
