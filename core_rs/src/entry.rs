@@ -18,6 +18,28 @@ pub const CLEAR_STATE: i32 = EntryKind::ClearState as i32;
 pub const CLEAR_ALL: i32 = EntryKind::ClearAll as i32;
 pub const STATE_KEYS: i32 = EntryKind::StateKeys as i32;
 pub const RUN: i32 = EntryKind::Run as i32;
+pub const SLEEP: i32 = EntryKind::Sleep as i32;
+pub const CALL: i32 = EntryKind::Call as i32;
+pub const SEND: i32 = EntryKind::Send as i32;
+pub const AWAKEABLE: i32 = EntryKind::Awakeable as i32;
+pub const COMPLETE_AWAKEABLE: i32 = EntryKind::CompleteAwakeable as i32;
+pub const GET_PROMISE: i32 = EntryKind::GetPromise as i32;
+pub const PEEK_PROMISE: i32 = EntryKind::PeekPromise as i32;
+pub const COMPLETE_PROMISE: i32 = EntryKind::CompletePromise as i32;
+pub const CANCEL: i32 = EntryKind::Cancel as i32;
+pub const COMBINATOR: i32 = EntryKind::Combinator as i32;
+pub const CANCEL_INVOCATION: i32 = EntryKind::CancelInvocation as i32;
+
+/// Kinds that stay pending once journaled until a completion row arrives.
+/// (COMPLETE_PROMISE is awaitable too, but completed in the commit that journals it.)
+pub fn waits(kind: i32) -> bool {
+    matches!(kind, SLEEP | CALL | AWAKEABLE | GET_PROMISE)
+}
+
+/// The fire time of a SLEEP entry: its value, 8 bytes big-endian.
+pub fn sleep_fire_ms(value: Option<&[u8]>) -> Option<u64> {
+    value.and_then(|v| <[u8; 8]>::try_from(v).ok()).map(u64::from_be_bytes)
+}
 
 /// A journal entry borrowed from the caller: (kind, name, value, code, message).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +75,20 @@ impl Entry {
 
 /// Kinds that carry a name; for the others an empty name on disk reads as None.
 fn has_name(kind: i32) -> bool {
-    matches!(kind, GET_STATE | SET_STATE | CLEAR_STATE | RUN)
+    matches!(
+        kind,
+        GET_STATE
+            | SET_STATE
+            | CLEAR_STATE
+            | RUN
+            | CALL
+            | SEND
+            | COMPLETE_AWAKEABLE
+            | GET_PROMISE
+            | PEEK_PROMISE
+            | COMPLETE_PROMISE
+            | CANCEL_INVOCATION
+    )
 }
 
 pub fn check_kind(kind: i32) -> Result<()> {
@@ -125,6 +160,12 @@ mod tests {
             Entry { kind: STATE_KEYS, name: None, value: Some(b"[\"a\"]".to_vec()), code: 0, message: None },
             Entry { kind: RUN, name: Some("charge".into()), value: Some(vec![0; 300]), code: 0, message: None },
             Entry { kind: RUN, name: Some("charge".into()), value: None, code: 409, message: Some("declined".into()) },
+            Entry { kind: SLEEP, name: None, value: Some(1000u64.to_be_bytes().to_vec()), code: 0, message: None },
+            Entry { kind: CALL, name: Some("Svc/h".into()), value: Some(b"inv_x".to_vec()), code: 0, message: None },
+            Entry { kind: AWAKEABLE, name: None, value: None, code: 0, message: None },
+            Entry { kind: GET_PROMISE, name: Some("".into()), value: None, code: 0, message: None },
+            Entry { kind: COMPLETE_PROMISE, name: Some("p".into()), value: None, code: 500, message: Some("no".into()) },
+            Entry { kind: CANCEL_INVOCATION, name: Some("inv_y".into()), value: None, code: 0, message: None },
         ];
         for e in &cases {
             let mut buf = Vec::new();
@@ -138,6 +179,10 @@ mod tests {
     fn kinds_are_checked() {
         assert!(check_kind(RUN).is_ok());
         assert!(check_kind(0).is_err());
+        assert!(check_kind(CANCEL_INVOCATION).is_ok());
+        assert!(check_kind(18).is_err());
         assert!(check_kind(99).is_err());
+        assert_eq!(sleep_fire_ms(Some(&5u64.to_be_bytes())), Some(5));
+        assert_eq!(sleep_fire_ms(Some(b"123")), None);
     }
 }

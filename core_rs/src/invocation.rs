@@ -23,10 +23,13 @@ pub const STATUS_INBOXED: i32 = InvocationStatus::Inboxed as i32;
 pub const STATUS_RUNNING: i32 = InvocationStatus::Running as i32;
 pub const STATUS_BACKING_OFF: i32 = InvocationStatus::BackingOff as i32;
 pub const STATUS_COMPLETED: i32 = InvocationStatus::Completed as i32;
+pub const STATUS_SUSPENDED: i32 = InvocationStatus::Suspended as i32;
+pub const STATUS_SCHEDULED: i32 = InvocationStatus::Scheduled as i32;
 
 pub const KIND_SERVICE: i32 = HandlerKind::Service as i32;
 pub const KIND_EXCLUSIVE: i32 = HandlerKind::Exclusive as i32;
 pub const KIND_SHARED: i32 = HandlerKind::Shared as i32;
+pub const KIND_WORKFLOW: i32 = HandlerKind::Workflow as i32;
 
 /// The mutable part, kept by the store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,10 +41,21 @@ pub struct InvState {
     pub journal_len: u32,
     /// Whether the record has been queued for the invocations table.
     pub persisted: bool,
-    /// While backing off: when the retry timer fires.
+    /// While backing off or scheduled: when its timer fires.
     pub next_retry_ms: u64,
     /// While inboxed: its row in the inbox table.
     pub inbox_seq: u64,
+    /// Cancellation requested and not yet observed (journaled CANCEL) by the handler.
+    pub cancel_requested: bool,
+}
+
+/// Where an invocation came from, beyond its target: the caller awaiting its
+/// result (a callee of a CALL entry) and the idempotency key it was sent with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Links {
+    pub caller_id: String,
+    pub caller_entry: u32,
+    pub idempotency_key: String,
 }
 
 /// How an invocation ended, for its completed record.
@@ -62,6 +76,9 @@ pub struct InvocationMeta {
     pub kind: i32,
     pub headers: Vec<(String, String)>,
     pub created_ms: u64,
+    pub caller_id: String,
+    pub caller_entry: u32,
+    pub idempotency_key: String,
     /// Encoded immutable fields; the input's bytes live here.
     fixed: Vec<u8>,
     input_at: (usize, usize),
@@ -99,6 +116,22 @@ impl InvocationMeta {
         headers: Vec<(String, String)>,
         created_ms: u64,
     ) -> Result<Arc<InvocationMeta>> {
+        Self::with_links(id, service, handler, key, kind, input, headers, created_ms, Links::default())
+    }
+
+    /// Like [`InvocationMeta::new`], for a callee or an invocation with an idempotency key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_links(
+        id: String,
+        service: String,
+        handler: String,
+        key: String,
+        kind: i32,
+        input: &[u8],
+        headers: Vec<(String, String)>,
+        created_ms: u64,
+        links: Links,
+    ) -> Result<Arc<InvocationMeta>> {
         if HandlerKind::try_from(kind).is_err() {
             return Err(Error::InvalidArgument(format!("unknown handler kind {kind}")));
         }
@@ -122,6 +155,10 @@ impl InvocationMeta {
             put_bytes(7, &header, &mut fixed);
         }
         put_varint(10, created_ms, &mut fixed);
+        let Links { caller_id, caller_entry, idempotency_key } = links;
+        put_str(19, &caller_id, &mut fixed);
+        put_varint(20, caller_entry as u64, &mut fixed);
+        put_str(21, &idempotency_key, &mut fixed);
         Ok(Arc::new(InvocationMeta {
             id,
             service,
@@ -130,6 +167,9 @@ impl InvocationMeta {
             kind,
             headers,
             created_ms,
+            caller_id,
+            caller_entry,
+            idempotency_key,
             fixed,
             input_at,
             state: Mutex::new(InvState::default()),
@@ -139,7 +179,8 @@ impl InvocationMeta {
     /// Rebuild from a stored record (recovery, `get_invocation`).
     pub fn from_record(rec: InvocationRecord) -> Result<Arc<InvocationMeta>> {
         let headers = rec.headers.into_iter().map(|h| (h.name, h.value)).collect();
-        let meta = InvocationMeta::new(rec.id, rec.service, rec.handler, rec.key, rec.kind, &rec.input, headers, rec.created_ms)?;
+        let links = Links { caller_id: rec.caller_id, caller_entry: rec.caller_entry, idempotency_key: rec.idempotency_key };
+        let meta = InvocationMeta::with_links(rec.id, rec.service, rec.handler, rec.key, rec.kind, &rec.input, headers, rec.created_ms, links)?;
         *meta.state.lock() = InvState {
             status: rec.status,
             retry_count: rec.retry_count,
@@ -147,6 +188,7 @@ impl InvocationMeta {
             persisted: true,
             next_retry_ms: rec.next_retry_ms,
             inbox_seq: rec.inbox_seq,
+            cancel_requested: rec.cancel_requested,
         };
         Ok(meta)
     }
@@ -155,8 +197,16 @@ impl InvocationMeta {
         &self.fixed[self.input_at.0..self.input_at.1]
     }
 
+    /// Exclusive on its object key (one at a time, may write state): virtual
+    /// object exclusive handlers and workflow runs.
     pub fn is_exclusive(&self) -> bool {
-        self.kind == KIND_EXCLUSIVE
+        self.kind == KIND_EXCLUSIVE || self.kind == KIND_WORKFLOW
+    }
+
+    /// Registered in the idempotency table when admitted: an explicit key, or a
+    /// workflow run (implicit key "": one run per workflow key).
+    pub fn has_idempotency_row(&self) -> bool {
+        self.kind == KIND_WORKFLOW || !self.idempotency_key.is_empty()
     }
 
     pub fn state(&self) -> InvState {
@@ -186,6 +236,7 @@ impl InvocationMeta {
         put_varint(16, st.next_retry_ms, buf);
         put_varint(17, st.journal_len as u64, buf);
         put_varint(18, st.inbox_seq, buf);
+        put_varint(22, st.cancel_requested as u64, buf);
     }
 }
 
@@ -220,7 +271,7 @@ mod tests {
     fn record_decodes_as_one_message() {
         let m = sample();
         assert_eq!(m.input(), b"{\"item\":1}");
-        let st = InvState { status: STATUS_COMPLETED, retry_count: 2, journal_len: 5, persisted: true, next_retry_ms: 0, inbox_seq: 0 };
+        let st = InvState { status: STATUS_COMPLETED, retry_count: 2, journal_len: 5, persisted: true, next_retry_ms: 0, inbox_seq: 0, cancel_requested: true };
         let done = Completion { output: Some(b""), failure_code: 0, failure_message: None, completed_ms: 99 };
         let mut buf = Vec::new();
         m.encode_record_into(&st, 77, Some(&done), &mut buf);
@@ -247,6 +298,10 @@ mod tests {
             next_retry_ms: 0,
             journal_len: 5,
             inbox_seq: 0,
+            caller_id: String::new(),
+            caller_entry: 0,
+            idempotency_key: String::new(),
+            cancel_requested: true,
         };
         assert_eq!(rec, expected);
         let back = InvocationMeta::from_record(rec).unwrap();
@@ -256,9 +311,21 @@ mod tests {
     }
 
     #[test]
+    fn links_round_trip() {
+        let links = Links { caller_id: "inv_caller".into(), caller_entry: 7, idempotency_key: "idem".into() };
+        let m = InvocationMeta::with_links("c".into(), "W".into(), "run".into(), "k".into(), KIND_WORKFLOW, b"x", vec![], 3, links.clone()).unwrap();
+        assert!(m.is_exclusive() && m.has_idempotency_row());
+        let mut buf = Vec::new();
+        m.encode_record_into(&InvState { status: STATUS_SUSPENDED, ..Default::default() }, 1, None, &mut buf);
+        let back = InvocationMeta::from_record(InvocationRecord::decode(buf.as_slice()).unwrap()).unwrap();
+        assert_eq!((back.caller_id.as_str(), back.caller_entry, back.idempotency_key.as_str()), ("inv_caller", 7, "idem"));
+        assert_eq!(back.state().status, STATUS_SUSPENDED);
+    }
+
+    #[test]
     fn empty_input_and_unknown_kind() {
         let m = InvocationMeta::new("i".into(), "S".into(), "h".into(), "".into(), KIND_SERVICE, b"", vec![], 0).unwrap();
         assert_eq!(m.input(), b"");
-        assert!(InvocationMeta::new("i".into(), "S".into(), "h".into(), "".into(), 7, b"", vec![], 0).is_err());
+        assert!(InvocationMeta::new("i".into(), "S".into(), "h".into(), "".into(), 9, b"", vec![], 0).is_err());
     }
 }

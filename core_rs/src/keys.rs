@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 
 pub const INVOCATION: [u8; 2] = *b"iv";
 pub const JOURNAL: [u8; 2] = *b"jn";
+/// Completions of awaitable journal entries; in the journal column family,
+/// beside the entries they complete (an invocation's rows are purged together).
+pub const COMPLETION: [u8; 2] = *b"jc";
 pub const STATE: [u8; 2] = *b"st";
 pub const INBOX: [u8; 2] = *b"ib";
 pub const TIMER: [u8; 2] = *b"tm";
@@ -25,6 +28,8 @@ pub const META: [u8; 2] = *b"mt";
 
 /// Entry index of a timer that retries the whole invocation (not a journal entry).
 pub const RETRY_TIMER_ENTRY: u32 = u32::MAX;
+/// Entry index of a timer that admits a delayed send (a scheduled invocation).
+pub const SCHEDULED_TIMER_ENTRY: u32 = u32::MAX - 1;
 
 #[inline]
 fn put_lp(buf: &mut Vec<u8>, s: &[u8]) {
@@ -76,6 +81,34 @@ pub fn journal(inv_id: &str, index: u32) -> Vec<u8> {
 
 pub fn decode_journal(key: &[u8]) -> Result<(&str, u32)> {
     let mut r = Reader::new(key, JOURNAL, "journal")?;
+    let id = r.lp_str()?;
+    let index = r.u32()?;
+    r.end()?;
+    Ok((id, index))
+}
+
+// ---- completions: "jc" + lp(inv_id) + u32 index (journal column family)
+
+pub fn completion_prefix_into(buf: &mut Vec<u8>, inv_id: &str) {
+    buf.extend_from_slice(&COMPLETION);
+    put_lp(buf, inv_id.as_bytes());
+}
+
+pub fn completion_prefix(inv_id: &str) -> Vec<u8> {
+    with(|b| completion_prefix_into(b, inv_id))
+}
+
+pub fn completion_into(buf: &mut Vec<u8>, inv_id: &str, index: u32) {
+    completion_prefix_into(buf, inv_id);
+    buf.extend_from_slice(&index.to_be_bytes());
+}
+
+pub fn completion(inv_id: &str, index: u32) -> Vec<u8> {
+    with(|b| completion_into(b, inv_id, index))
+}
+
+pub fn decode_completion(key: &[u8]) -> Result<(&str, u32)> {
+    let mut r = Reader::new(key, COMPLETION, "completion")?;
     let id = r.lp_str()?;
     let index = r.u32()?;
     r.end()?;
@@ -292,6 +325,9 @@ mod tests {
     fn round_trips() {
         assert_eq!(decode_invocation(&invocation("inv_1")).unwrap(), "inv_1");
         assert_eq!(decode_journal(&journal("inv_1", 7)).unwrap(), ("inv_1", 7));
+        assert_eq!(decode_completion(&completion("inv_1", 7)).unwrap(), ("inv_1", 7));
+        assert!(decode_journal(&completion("inv_1", 7)).is_err());
+        assert!(!completion("inv_1", 0).starts_with(&journal_prefix("inv_1")));
         assert_eq!(decode_state(&state("Cart", "k", "items")).unwrap(), ("Cart", "k", "items"));
         assert_eq!(decode_inbox(&inbox("Cart", "k", 42)).unwrap(), ("Cart", "k", 42));
         assert_eq!(

@@ -5,12 +5,14 @@
 //! `py` is the thin PyO3 layer that exposes [`store::Store`] as `runtime._core`.
 
 pub mod admission;
+pub mod awaiting;
 pub mod commit;
 pub mod db;
 pub mod entry;
 pub mod error;
 pub mod invocation;
 pub mod keys;
+pub mod overlay;
 pub mod proto;
 pub mod store;
 pub mod tables;

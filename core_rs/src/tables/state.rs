@@ -70,3 +70,10 @@ pub fn load(db: &Db, service: &str, key: &str) -> Result<StateRows> {
     })?;
     Ok(out)
 }
+
+/// Delete every state row of one object (purge of a workflow key).
+pub fn delete_all(c: &mut Commit, service: &str, key: &str) {
+    let prefix = keys::state_prefix(service, key);
+    let end = keys::prefix_end(&prefix).expect("state prefix has an end");
+    c.delete_range(Cf::State, &prefix, &end);
+}

@@ -1,6 +1,7 @@
 //! The `timers` table: what fires when, keyed (fire_ms, invocation id, entry
-//! index). A retry timer uses entry index `keys::RETRY_TIMER_ENTRY`; its
-//! value is empty (the invocation record says the rest).
+//! index). A retry timer uses entry index `keys::RETRY_TIMER_ENTRY`, a
+//! delayed send `keys::SCHEDULED_TIMER_ENTRY`, a sleep its SLEEP entry's index.
+//! The value is empty (the invocation record and journal say the rest).
 
 use crate::commit::Commit;
 use crate::db::{Cf, Db};

@@ -1,0 +1,185 @@
+//! Who waits for what: the in-memory registry of persisted, unfinished
+//! invocations and of their pending awaitable entries, and the wakes that tell
+//! the runtime what to do after a commit.
+//!
+//! Pure state (no I/O). The store consults and changes it in the same critical
+//! section in which it queues the matching commit, so the registry always
+//! describes the queued prefix of the log; recovery rebuilds it from the
+//! journal ("jn") and completion ("jc") rows of unfinished invocations.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::invocation::InvocationMeta;
+
+/// Start an admitted invocation, or resume a suspended one by replay.
+pub const WAKE_RUN: i32 = 1;
+/// A completion for an invocation running in memory.
+pub const WAKE_DELIVER: i32 = 2;
+/// Cancellation requested for an invocation running in memory.
+pub const WAKE_CANCEL: i32 = 3;
+/// An invocation running in memory was killed (it is already completed).
+pub const WAKE_KILL: i32 = 4;
+/// Completed inside the store (killed, or cancelled before it started).
+pub const WAKE_DONE: i32 = 5;
+
+/// What the runtime must do once commit `seq` is durable.
+#[derive(Clone, Debug)]
+pub struct Wake {
+    pub what: i32,
+    pub inv: Arc<InvocationMeta>,
+    pub index: u32,
+    pub value: Option<Vec<u8>>,
+    pub code: u32,
+    pub message: Option<String>,
+    pub seq: u64,
+}
+
+/// What a pending entry waits on, beyond its completion row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// AWAKEABLE, GET_PROMISE: someone else completes it.
+    Other,
+    /// SLEEP: its timer row fires at this time.
+    Timer(u64),
+    /// CALL: the callee's result (cancel and kill follow this edge).
+    Callee(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The awaited entry's kind (the completion row carries it too).
+    pub kind: i32,
+    pub wait: Wait,
+}
+
+#[derive(Debug)]
+pub struct Live {
+    pub meta: Arc<InvocationMeta>,
+    /// Pending awaitable entries by journal index.
+    pub pending: BTreeMap<u32, Pending>,
+}
+
+#[derive(Default, Debug)]
+pub struct Registry {
+    live: HashMap<String, Live>,
+}
+
+impl Registry {
+    /// Track `meta` (no-op if tracked already).
+    pub fn insert(&mut self, meta: &Arc<InvocationMeta>) {
+        if !self.live.contains_key(&meta.id) {
+            self.live.insert(meta.id.clone(), Live { meta: meta.clone(), pending: BTreeMap::new() });
+        }
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<Live> {
+        self.live.remove(id)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Live> {
+        self.live.get(id)
+    }
+
+    pub fn meta(&self, id: &str) -> Option<&Arc<InvocationMeta>> {
+        self.live.get(id).map(|l| &l.meta)
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Entry `index` of `id` now waits. False if `id` is not tracked.
+    pub fn await_entry(&mut self, id: &str, index: u32, p: Pending) -> bool {
+        match self.live.get_mut(id) {
+            Some(l) => {
+                l.pending.insert(index, p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Entry `index` of `id` got its completion: it no longer waits.
+    pub fn take(&mut self, id: &str, index: u32) -> Option<Pending> {
+        self.live.get_mut(id)?.pending.remove(&index)
+    }
+
+    pub fn is_pending(&self, id: &str, index: u32) -> bool {
+        self.live.get(id).is_some_and(|l| l.pending.contains_key(&index))
+    }
+
+    /// `root` (if tracked) and every tracked invocation it awaits through pending
+    /// CALL entries, transitively; callers before their callees, each once.
+    pub fn call_tree(&self, root: &str) -> Vec<Arc<InvocationMeta>> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let mut todo = std::collections::VecDeque::from([root.to_string()]);
+        while let Some(id) = todo.pop_front() {
+            let Some(l) = self.live.get(&id) else { continue };
+            if !seen.insert(id) {
+                continue;
+            }
+            out.push(l.meta.clone());
+            for p in l.pending.values() {
+                if let Wait::Callee(c) = &p.wait {
+                    todo.push_back(c.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry;
+    use crate::invocation::KIND_SERVICE;
+
+    fn meta(id: &str) -> Arc<InvocationMeta> {
+        InvocationMeta::new(id.into(), "S".into(), "h".into(), "".into(), KIND_SERVICE, b"", vec![], 0).unwrap()
+    }
+
+    fn call(callee: &str) -> Pending {
+        Pending { kind: entry::CALL, wait: Wait::Callee(callee.into()) }
+    }
+
+    #[test]
+    fn pending_entries_are_taken_once() {
+        let mut r = Registry::default();
+        assert!(!r.await_entry("a", 1, call("b")), "untracked");
+        r.insert(&meta("a"));
+        r.insert(&meta("a"));
+        assert_eq!(r.len(), 1);
+        assert!(r.await_entry("a", 1, Pending { kind: entry::SLEEP, wait: Wait::Timer(5) }));
+        assert!(r.is_pending("a", 1));
+        assert!(!r.is_pending("a", 2));
+        assert_eq!(r.take("a", 1).unwrap().wait, Wait::Timer(5));
+        assert!(r.take("a", 1).is_none());
+        assert!(r.remove("a").is_some());
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn call_tree_follows_pending_calls_once_callers_first() {
+        let mut r = Registry::default();
+        for id in ["a", "b", "c", "d", "x"] {
+            r.insert(&meta(id));
+        }
+        r.await_entry("a", 1, call("b"));
+        r.await_entry("a", 2, call("c"));
+        r.await_entry("b", 0, call("d"));
+        r.await_entry("d", 0, call("a")); // a cycle is visited once
+        r.await_entry("c", 0, call("gone")); // finished callees are not tracked
+        r.await_entry("c", 1, Pending { kind: entry::AWAKEABLE, wait: Wait::Other });
+        let ids: Vec<String> = r.call_tree("a").iter().map(|m| m.id.clone()).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+        assert!(r.call_tree("nope").is_empty());
+        assert_eq!(r.call_tree("x").len(), 1);
+    }
+}

@@ -1,0 +1,385 @@
+//! The store: one data directory, its commit writer, per-key admission, the
+//! timer index and the registry of waiting invocations, implementing the
+//! operations of `runtime/_core.pyi`.
+//!
+//! Every write method builds one [`Commit`] and queues it; none waits for
+//! durability (the caller waits for `durable_seq >= seq`). Decisions that
+//! depend on in-memory state (who owns a key, which entries are pending, is a
+//! promise completed) are made and queued under one lock, so the order of
+//! decisions is the order of commits and a crash at any point leaves a prefix
+//! of them on disk. In-memory state is updated while the commit is built: if
+//! the writer then refuses it, the failure is sticky (every later commit is
+//! refused too) and reopening rebuilds the state from disk.
+//!
+//! - `effects`: what one commit does (entry effects, completions, finishing).
+//! - `signals`: cancel, kill, awakeables and timers, from outside an invocation.
+//! - `recover`: recovery at open, and purge.
+
+mod effects;
+mod recover;
+mod signals;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::admission::{Admission, Admit};
+use crate::awaiting::{Registry, Wake};
+use crate::commit::{Commit, Durability, Writer};
+use crate::db::Db;
+use crate::entry::{self, Entry, EntryRef};
+use crate::error::{Error, Result};
+use crate::invocation::{now_ms, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_RUNNING, STATUS_SUSPENDED};
+use crate::keys::{self, RETRY_TIMER_ENTRY};
+use crate::overlay::Overlay;
+use crate::proto::PromiseRecord;
+use crate::tables::completions::Outcome;
+use crate::tables::state::StateRows;
+use crate::tables::{completions, idempotency, invocations, journal, promises, state, timers};
+use crate::timers::TimerIndex;
+
+use effects::Tx;
+
+/// A completed invocation's result, or a promise's outcome: (value, failure code, failure message).
+pub type Output = (Option<Vec<u8>>, u32, Option<String>);
+
+/// A callee to admit in the commit of its CALL/SEND entry, with its fire time (0: now).
+pub type Child = (Arc<InvocationMeta>, u64);
+
+pub struct Store {
+    db: Arc<Db>,
+    writer: Writer,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    admission: Admission,
+    timers: TimerIndex<Arc<InvocationMeta>>,
+    /// Persisted, unfinished invocations and their pending entries.
+    live: Registry,
+    /// Produced by queued commits, drained by `take_wakes`.
+    wakes: Vec<Wake>,
+    /// Promise rows touched since open (an empty record: none).
+    promises: Overlay<PromiseRecord>,
+    /// Idempotency rows queued since open (None: deleted by purge).
+    idempotency: Overlay<Option<String>>,
+    recovered: bool,
+}
+
+fn check_entries(entries: &[EntryRef<'_>]) -> Result<()> {
+    for e in entries {
+        entry::check_kind(e.kind)?;
+        let bad = match e.kind {
+            entry::SLEEP => entry::sleep_fire_ms(e.value).is_none(),
+            entry::CALL => e.value.is_none_or(|v| std::str::from_utf8(v).is_err()),
+            entry::CANCEL_INVOCATION => e.name.is_none(),
+            _ => false,
+        };
+        if bad {
+            return Err(Error::InvalidArgument(format!(
+                "malformed journal entry of kind {}: see the ENTRY_* comments of runtime/_core.pyi",
+                e.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_children(children: &[Child]) -> Result<()> {
+    match children.iter().find(|(c, _)| c.state().status != 0) {
+        Some((c, _)) => Err(Error::InvalidArgument(format!("callee {} was already admitted", c.id))),
+        None => Ok(()),
+    }
+}
+
+fn check_unfinished(inv: &InvocationMeta, st: &InvState) -> Result<()> {
+    if st.status == STATUS_COMPLETED {
+        return Err(Error::InvalidArgument(format!("invocation {} is already completed", inv.id)));
+    }
+    Ok(())
+}
+
+/// Whether an entry has effects beyond the journal and the state table.
+fn has_signals(entries: &[EntryRef<'_>]) -> bool {
+    entries.iter().any(|e| e.kind > entry::RUN)
+}
+
+fn commit_for(inv: &InvocationMeta, entries: &[EntryRef<'_>], extra: usize) -> Commit {
+    let bytes: usize = entries
+        .iter()
+        .map(|e| 2 * (inv.id.len() + inv.service.len() + inv.key.len()) + 48 + e.value.map_or(0, <[u8]>::len) * 2)
+        .sum();
+    Commit::with_capacity(bytes + extra, 2 * entries.len() + 4)
+}
+
+fn outcome_of(r: &PromiseRecord) -> Option<Output> {
+    r.completed.then(|| {
+        let message = (r.failure_code != 0 || !r.failure_message.is_empty()).then(|| r.failure_message.clone());
+        (r.value.clone(), r.failure_code, message)
+    })
+}
+
+impl Inner {
+    /// Load the promise rows the entries touch into the overlay, so that the
+    /// commit's effects are decided without I/O.
+    fn prefetch_promises(&mut self, db: &Db, inv: &InvocationMeta, entries: &[EntryRef<'_>]) -> Result<()> {
+        for e in entries.iter().filter(|e| matches!(e.kind, entry::GET_PROMISE | entry::COMPLETE_PROMISE)) {
+            let key = keys::promise(&inv.service, &inv.key, e.name.unwrap_or(""));
+            if self.promises.get(&key).is_none() {
+                let rec = promises::get(db, &key)?;
+                self.promises.put(key, rec, 0);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+        let db = Arc::new(Db::open(path)?);
+        let writer = Writer::start(db.clone(), durability)?;
+        Ok(Store { db, writer, inner: Mutex::new(Inner::default()) })
+    }
+
+    /// Write every queued commit and stop the writer. RocksDB closes when the
+    /// store is dropped.
+    pub fn close(&self) -> Result<()> {
+        self.writer.close()
+    }
+
+    pub fn notify_fd(&self) -> i32 {
+        self.writer.notify_fd()
+    }
+
+    pub fn drain_notify(&self) -> Result<u64> {
+        self.writer.drain_notify()
+    }
+
+    pub fn durable_seq(&self) -> u64 {
+        self.writer.durable_seq()
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.writer.last_seq()
+    }
+
+    pub fn wait_durable(&self, seq: u64) -> Result<u64> {
+        self.writer.wait_durable(seq)
+    }
+
+    pub fn groups_written(&self) -> u64 {
+        self.writer.groups_written()
+    }
+
+    // ---- admission
+
+    /// (true, 0): runs now, nothing written. (true, seq): runs now, its record
+    /// (and idempotency row) written by commit `seq`. (false, seq): inboxed.
+    pub fn admit(&self, inv: &Arc<InvocationMeta>, persist: bool) -> Result<(bool, u64)> {
+        let mut inner = self.inner.lock();
+        let decision = inner.admission.admit(inv);
+        let persist = persist || inv.has_idempotency_row();
+        if decision == Admit::RunNow && !persist {
+            inv.update(|s| s.status = STATUS_RUNNING);
+            return Ok((true, 0));
+        }
+        let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, &[], inv.input().len() + 192), now_ms());
+        tx.register_new(inv);
+        let runs = tx.place(inv, decision, false);
+        Ok((runs, tx.push()?))
+    }
+
+    /// A delayed send: record (scheduled) and timer row; admitted by `fire_timers`.
+    pub fn schedule(&self, inv: &Arc<InvocationMeta>, fire_ms: u64) -> Result<u64> {
+        check_children(std::slice::from_ref(&(inv.clone(), fire_ms)))?;
+        let mut inner = self.inner.lock();
+        let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, &[], inv.input().len() + 256), now_ms());
+        tx.register_new(inv);
+        tx.schedule(inv, fire_ms);
+        tx.push()
+    }
+
+    pub fn idempotency_lookup(&self, service: &str, key: &str, handler: &str, idem: &str) -> Result<Option<String>> {
+        let k = keys::idempotency(service, key, handler, idem);
+        if let Some(v) = self.inner.lock().idempotency.get(&k) {
+            return Ok(v.clone());
+        }
+        idempotency::get(&self.db, &k)
+    }
+
+    // ---- durable points
+
+    pub fn progress(&self, inv: &Arc<InvocationMeta>, entries: &[EntryRef<'_>], children: &[Child]) -> Result<u64> {
+        check_entries(entries)?;
+        check_children(children)?;
+        let st = inv.state();
+        check_unfinished(inv, &st)?;
+        let mut inner = self.inner.lock();
+        let signals = has_signals(entries);
+        if signals {
+            inner.promises.maybe_prune(self.writer.durable_seq());
+            inner.prefetch_promises(&self.db, inv, entries)?;
+        }
+        let extra = if st.persisted { 0 } else { inv.input().len() + 128 };
+        let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, entries, extra), now_ms());
+        let mut next = st;
+        next.journal_len = st.journal_len + entries.len() as u32;
+        if !st.persisted {
+            next.persisted = true;
+            next.status = STATUS_RUNNING;
+            tx.register(inv);
+            tx.set_state(inv, next);
+        } else {
+            inv.update(|s| *s = next);
+        }
+        journal::append(&mut tx.c, &inv.id, st.journal_len, entries);
+        if inv.is_exclusive() {
+            state::apply(&mut tx.c, &inv.service, &inv.key, entries);
+        }
+        if signals {
+            tx.apply_entries(inv, st.journal_len, entries, false);
+        }
+        for (child, fire_ms) in children {
+            tx.admit_child(child, *fire_ms);
+        }
+        tx.push()
+    }
+
+    pub fn backoff(&self, inv: &Arc<InvocationMeta>, retry_count: u32, fire_ms: u64) -> Result<u64> {
+        let st = inv.state();
+        check_unfinished(inv, &st)?;
+        let mut inner = self.inner.lock();
+        let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, &[], inv.input().len() + 192), now_ms());
+        tx.cancel_retry_timer(inv, &st);
+        tx.register(inv);
+        tx.set_state(inv, InvState { status: STATUS_BACKING_OFF, retry_count, next_retry_ms: fire_ms, persisted: true, ..st });
+        timers::put(&mut tx.c, fire_ms, &inv.id, RETRY_TIMER_ENTRY);
+        tx.inner.timers.insert(fire_ms, &inv.id, RETRY_TIMER_ENTRY, inv.clone());
+        tx.push()
+    }
+
+    pub fn resume(&self, inv: &Arc<InvocationMeta>) -> Result<u64> {
+        let st = inv.state();
+        check_unfinished(inv, &st)?;
+        let mut inner = self.inner.lock();
+        let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, &[], inv.input().len() + 192), now_ms());
+        tx.cancel_retry_timer(inv, &st);
+        tx.register(inv);
+        tx.set_state(inv, InvState { status: STATUS_RUNNING, next_retry_ms: 0, persisted: true, ..st });
+        tx.push()
+    }
+
+    /// Finish `inv` in one commit; for an exclusive handler, hand its key to
+    /// the next inboxed invocation, which is returned (now running).
+    pub fn complete(
+        &self,
+        inv: &Arc<InvocationMeta>,
+        entries: &[EntryRef<'_>],
+        output: Option<&[u8]>,
+        failure_code: u32,
+        failure_message: Option<&str>,
+        children: &[Child],
+    ) -> Result<(u64, Option<Arc<InvocationMeta>>)> {
+        check_entries(entries)?;
+        check_children(children)?;
+        let st = inv.state();
+        check_unfinished(inv, &st)?;
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let signals = has_signals(entries);
+        if signals {
+            inner.promises.maybe_prune(self.writer.durable_seq());
+            inner.prefetch_promises(&self.db, inv, entries)?;
+        }
+        let extra = inv.input().len() + output.map_or(0, <[u8]>::len) + failure_message.map_or(0, str::len) + 256;
+        let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, entries, extra), now);
+        let mut journal_len = st.journal_len;
+        if st.persisted {
+            journal::append(&mut tx.c, &inv.id, st.journal_len, entries);
+            journal_len += entries.len() as u32;
+        }
+        if inv.is_exclusive() {
+            state::apply(&mut tx.c, &inv.service, &inv.key, entries);
+        }
+        if signals {
+            tx.apply_entries(inv, st.journal_len, entries, true);
+        }
+        for (child, fire_ms) in children {
+            tx.admit_child(child, *fire_ms);
+        }
+        let o = Outcome { value: output, code: failure_code, message: failure_message };
+        let next = tx.finish(inv, journal_len, &o);
+        Ok((tx.push()?, next))
+    }
+
+    /// Suspend `inv` until one of `awaiting` completes. `Some(seq)`: suspended;
+    /// `None`: one of them is already completed (or its cancellation is pending),
+    /// so it must stay in memory.
+    pub fn suspend(&self, inv: &Arc<InvocationMeta>, awaiting: &[u32]) -> Result<Option<u64>> {
+        let st = inv.state();
+        check_unfinished(inv, &st)?;
+        if awaiting.is_empty() {
+            return Err(Error::InvalidArgument("suspend needs at least one awaited entry".into()));
+        }
+        let mut inner = self.inner.lock();
+        if inner.live.get(&inv.id).is_none() {
+            return Err(Error::InvalidArgument(format!("invocation {} has no journaled entries to await", inv.id)));
+        }
+        if st.cancel_requested || awaiting.iter().any(|&i| !inner.live.is_pending(&inv.id, i)) {
+            return Ok(None);
+        }
+        let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, &[], inv.input().len() + 128), now_ms());
+        tx.set_state(inv, InvState { status: STATUS_SUSPENDED, ..st });
+        Ok(Some(tx.push()?))
+    }
+
+    pub fn take_wakes(&self) -> Vec<Wake> {
+        std::mem::take(&mut self.inner.lock().wakes)
+    }
+
+    // ---- reads
+
+    pub fn load_state(&self, service: &str, key: &str) -> Result<StateRows> {
+        state::load(&self.db, service, key)
+    }
+
+    pub fn load_journal(&self, inv_id: &str) -> Result<Vec<Entry>> {
+        journal::load(&self.db, inv_id)
+    }
+
+    /// The completions written for `inv_id`, by entry index.
+    pub fn load_completions(&self, inv_id: &str) -> Result<Vec<(u32, Entry)>> {
+        completions::load(&self.db, inv_id)
+    }
+
+    /// A workflow promise's outcome; None while pending or unknown.
+    pub fn peek_promise(&self, service: &str, key: &str, name: &str) -> Result<Option<Output>> {
+        let k = keys::promise(service, key, name);
+        if let Some(r) = self.inner.lock().promises.get(&k) {
+            return Ok(outcome_of(r));
+        }
+        Ok(outcome_of(&promises::get(&self.db, &k)?))
+    }
+
+    /// The live invocation if it is persisted and unfinished (the object the
+    /// store updates), else as stored.
+    pub fn get_invocation(&self, inv_id: &str) -> Result<Option<Arc<InvocationMeta>>> {
+        if let Some(m) = self.inner.lock().live.meta(inv_id) {
+            return Ok(Some(m.clone()));
+        }
+        invocations::get(&self.db, inv_id)?.map(InvocationMeta::from_record).transpose()
+    }
+
+    pub fn get_output(&self, inv_id: &str) -> Result<Option<Output>> {
+        Ok(invocations::get(&self.db, inv_id)?.filter(|r| r.status == STATUS_COMPLETED).map(|r| {
+            let message = (r.failure_code != 0 || !r.failure_message.is_empty()).then_some(r.failure_message);
+            (r.output, r.failure_code, message)
+        }))
+    }
+
+    pub fn next_timer_ms(&self) -> Option<u64> {
+        self.inner.lock().timers.next_ms()
+    }
+}
