@@ -99,10 +99,14 @@ Completion = tuple[int, Optional[bytes], int, Optional[str]]
 # What the runtime must do after a write; see `Store.take_wakes`.
 # (what, invocation, entry index, value, code, message, seq)
 Wake = tuple[int, "Invocation", int, Optional[bytes], int, Optional[str], int]
-WAKE_RUN: int  # start (new callee, admitted delayed send, retry due) or resume by replay (was suspended)
-WAKE_DELIVER: int  # a completion of entry `index` for an invocation that is running in memory
+WAKE_RUN: int  # start (new callee, admitted delayed send, retry due, key handed over by kill) or resume by
+#              replay (was suspended or backing off); index/value/code/message: the completion that woke it
+#              (if any), which load_completions also returns once seq is durable
+WAKE_DELIVER: int  # a completion of entry `index` for an invocation that is running in memory; it may repeat
+#                    one that a replay already loaded with load_completions: ignore a completed entry
 WAKE_CANCEL: int  # cancellation requested for an invocation running in memory (index 0)
-WAKE_KILL: int  # an invocation running in memory was killed: stop its coroutine (it is already completed)
+WAKE_KILL: int  # an invocation running in memory was killed: stop its coroutine (it is already completed;
+#                 value/code/message are its result, (None, 409, "killed"): resolve attach waiters too)
 WAKE_DONE: int  # completed inside the store (killed, or cancelled before it started): value/code/message
 #                 are its result; resolve whoever waits for it (attach)
 
@@ -217,7 +221,8 @@ class Store:
         if any) + a timer row; admitted when `fire_timers` reaches fire_ms. Returns seq."""
     def idempotency_lookup(self, service: str, key: str, handler: str, idempotency_key: str) -> Optional[str]:
         """The invocation id registered for this idempotency key (queued or written), or None.
-        Workflow runs use idempotency_key "" (one run per workflow key)."""
+        Workflow runs use idempotency_key "" (one run per workflow key). Admission does not
+        check it: look up first, and attach to the registered invocation instead of admitting."""
 
     # Durable points. `children` are the callees of CALL/SEND entries among `entries`:
     # (callee, fire_ms) with fire_ms 0 = now. Each callee's record is written in the same
@@ -225,6 +230,9 @@ class Store:
     # runnable now -> status running and a WAKE_RUN wake; key busy -> inboxed; fire_ms > 0 ->
     # scheduled with a timer row. A callee of a CALL has caller_id/caller_entry set: when it
     # completes, its result becomes the completion of that entry, in its completion commit.
+    # A callee must be a new Invocation (status 0; ValueError otherwise); the objects in wakes
+    # share its state. A KIND_WORKFLOW callee or one with an idempotency_key also writes its
+    # idempotency row (look it up first).
     #
     # Effects applied in the same commit, by entry kind:
     #   SET/CLEAR/CLEAR_ALL   state table (KIND_EXCLUSIVE and KIND_WORKFLOW only)
@@ -240,16 +248,22 @@ class Store:
     #   CANCEL_INVOCATION     `cancel(target)` in the same commit
     # Completions written for running invocations produce WAKE_DELIVER, for suspended ones
     # status running + WAKE_RUN, for backing-off ones nothing (their retry replays them).
+    # In `complete`, entries that would start waiting (SLEEP, CALL, AWAKEABLE, GET_PROMISE) have no
+    # effect, and the invocation's own entries get no completions; the other effects apply.
+    # A COMPLETE_AWAKEABLE whose id does not parse, or whose awakeable is not pending, does nothing.
     def progress(self, inv: Invocation, entries: list[Entry],
                  children: Optional[list[tuple[Invocation, int]]] = None) -> int:
         """Append entries to the journal (from inv.journal_len), writing the record first
         if not persisted (status running), with the effects above. Returns seq. Raises
-        ValueError for an invocation that is already completed (e.g. killed)."""
+        ValueError for an invocation that is already completed (e.g. killed), and for a malformed
+        SLEEP (value not 8 bytes), CALL (value not a utf-8 id) or CANCEL_INVOCATION (no name)."""
     def backoff(self, inv: Invocation, retry_count: int, fire_ms: int) -> int:
         """Record a failed attempt: status backing-off, retry_count, a retry timer at fire_ms
-        (timers table + in-memory index). Entries not yet made durable are dropped by the caller."""
+        (timers table + in-memory index). Entries not yet made durable are dropped by the caller.
+        When the timer fires, `fire_timers` makes it running with a WAKE_RUN. ValueError if completed."""
     def resume(self, inv: Invocation) -> int:
-        """Mark a backing-off invocation running again (status only; its timer row is deleted)."""
+        """Mark a backing-off invocation running again (status only; its timer row is deleted).
+        Not needed after `fire_timers`, which already does this. ValueError if completed."""
     def complete(
         self,
         inv: Invocation,
@@ -264,15 +278,20 @@ class Store:
         has a caller, and for KIND_EXCLUSIVE/KIND_WORKFLOW the hand-over of the key: the next
         inboxed invocation (if any) leaves the inbox, becomes running, and is returned.
         Returns (seq, next). Completing an invocation that is still inboxed or scheduled
-        takes it out of its inbox or timer and hands nothing over."""
+        takes it out of its inbox or timer and hands nothing over. Its pending sleep timers are
+        deleted. ValueError for an invocation that is already completed (e.g. killed)."""
     def suspend(self, inv: Invocation, awaiting: list[int]) -> int:
         """The runtime drops the coroutine of `inv`, which waits for any of the entries
         `awaiting`. If none of them is completed yet: status suspended (record written),
         returns seq; a later completion makes it running again with a WAKE_RUN. If one is
-        already completed (its WAKE_DELIVER is on its way) nothing changes and 0 is returned."""
+        already completed (its WAKE_DELIVER is on its way), or cancel_requested is set (its
+        WAKE_CANCEL is on its way), nothing changes and 0 is returned: keep the coroutine.
+        ValueError if `awaiting` is empty, the invocation is completed, or it was never persisted
+        (nothing journaled to wait for). "Completed" means: not a pending awaitable entry."""
     def take_wakes(self) -> list[Wake]:
         """The wakes produced by writes since the last call, in commit order. Act on each
-        once its seq is durable."""
+        once its seq is durable. Each holds a new Invocation wrapper sharing the store's state
+        (compare by id, not identity)."""
 
     # Signals from outside the invocation.
     def complete_awakeable(self, inv_id: str, index: int, value: Optional[bytes], code: int,
@@ -280,23 +299,28 @@ class Store:
         """Resolve (value, 0, None) or reject (None, code, message) awakeable entry `index` of
         `inv_id`. Returns seq > 0 on success; 0 if the invocation exists but that entry is not
         a pending awakeable (already completed, or the invocation finished); -1 if no such
-        invocation is known."""
+        invocation is known. The invocation must have journaled the AWAKEABLE entry (progress)."""
     def fire_timers(self, now_ms: int) -> int:
         """Handle every timer due at now_ms, earliest first, in one commit: a sleep completes its
         entry (b""), a retry makes its invocation running (WAKE_RUN), a scheduled send is
-        admitted (WAKE_RUN or inboxed). Returns how many fired."""
+        admitted (WAKE_RUN or inboxed). Returns how many fired (including timers that found
+        nothing left to do, e.g. a sleep of a killed invocation, whose rows are just deleted)."""
     def cancel(self, inv_id: str) -> int:
         """Cooperative cancel. Inboxed/scheduled (never started): completed at once with failure
         (409, "cancelled") (WAKE_DONE; its caller gets the completion). Otherwise
         cancel_requested is set (record written) on it and, transitively, on the callees it
-        awaits through CALL entries: running ones get WAKE_CANCEL, suspended ones become
-        running with WAKE_RUN (the handler sees the request when replayed). Returns seq > 0,
-        0 if it is already completed, -1 if unknown."""
+        awaits through CALL entries: running ones get WAKE_CANCEL, suspended and backing-off ones
+        become running with WAKE_RUN (the handler sees the request when replayed; a retry timer is
+        dropped). Returns seq > 0, 0 if it is already completed, -1 if unknown.
+
+        The store knows persisted invocations only: one running in memory that never reached a
+        durable point (persisted False) gives -1; persist it with progress(inv, []) and retry."""
     def kill(self, inv_id: str) -> int:
         """Complete it at once with failure (409, "killed"), no compensation, and likewise its
         unfinished callees awaited through CALL entries (transitively); keys are handed over,
-        callers get the completion. Running ones get WAKE_KILL; the others WAKE_DONE. Returns
-        seq > 0, 0 if already completed, -1 if unknown."""
+        callers get the completion. Running ones get WAKE_KILL; the others WAKE_DONE; an
+        invocation that gets a killed one's key gets WAKE_RUN. Returns seq > 0, 0 if already
+        completed, -1 if unknown (same persisted-only caveat as `cancel`)."""
 
     # Reads (GIL released).
     def load_state(self, service: str, key: str) -> list[tuple[str, bytes]]:
@@ -307,7 +331,9 @@ class Store:
     def peek_promise(self, service: str, key: str, name: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
         """A workflow promise: (value, 0, None) resolved, (None, code, message) rejected, None pending
         or unknown. Sees queued commits (the in-memory view), not only written ones."""
-    def get_invocation(self, inv_id: str) -> Optional[Invocation]: ...
+    def get_invocation(self, inv_id: str) -> Optional[Invocation]:
+        """A persisted, unfinished invocation: the live object (shares the store's state; use it
+        for progress/complete); otherwise the record as written (a detached copy), or None."""
     def get_output(self, inv_id: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
         """For a completed invocation: (output, failure_code, failure_message)."""
 
@@ -316,8 +342,9 @@ class Store:
         """Unfinished invocations that must run now: status running (in id order). Also
         rebuilds key ownership and inbox queues, the timer index (retries, sleeps, scheduled
         sends), the suspended and awaiting sets (from the journals and completions of
-        unfinished invocations). Call once, after open, before any admit (a second call
-        raises ValueError)."""
+        unfinished invocations). Suspended ones stay suspended, except one that awaits nothing
+        any more or has cancel_requested: it is made running and returned. Call once, after
+        open, before any admit (a second call raises ValueError)."""
     def next_timer_ms(self) -> Optional[int]: ...
 
     def purge_completed(self, completed_before_ms: int, limit: int) -> int:

@@ -16,8 +16,9 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use super::convert;
 use crate::commit::Durability;
 use crate::error::Error;
-use crate::invocation::InvocationMeta;
+use crate::invocation::{InvocationMeta, Links};
 use crate::store;
+use crate::tables::completions::Outcome;
 
 /// One call of one handler; shares its mutable part with the store.
 #[pyclass(frozen, module = "runtime._core")]
@@ -26,14 +27,20 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    fn wrap(inner: Arc<InvocationMeta>) -> Self {
+    pub(crate) fn wrap(inner: Arc<InvocationMeta>) -> Self {
         Invocation { inner }
     }
+}
+
+/// `children` as the store takes them (the callees' shared state, with fire times).
+fn children(children: Option<Vec<(Bound<'_, Invocation>, u64)>>) -> Vec<store::Child> {
+    children.unwrap_or_default().into_iter().map(|(c, fire_ms)| (c.get().inner.clone(), fire_ms)).collect()
 }
 
 #[pymethods]
 impl Invocation {
     #[new]
+    #[pyo3(signature = (id, service, handler, key, kind, input, headers, created_ms, *, caller_id = "", caller_entry = 0, idempotency_key = ""))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         id: String,
@@ -44,8 +51,12 @@ impl Invocation {
         input: &[u8],
         headers: Vec<(String, String)>,
         created_ms: u64,
+        caller_id: &str,
+        caller_entry: u32,
+        idempotency_key: &str,
     ) -> PyResult<Self> {
-        Ok(Invocation { inner: InvocationMeta::new(id, service, handler, key, kind, input, headers, created_ms)? })
+        let links = Links { caller_id: caller_id.to_string(), caller_entry, idempotency_key: idempotency_key.to_string() };
+        Ok(Invocation { inner: InvocationMeta::with_links(id, service, handler, key, kind, input, headers, created_ms, links)? })
     }
 
     #[getter]
@@ -86,6 +97,27 @@ impl Invocation {
     #[getter]
     fn created_ms(&self) -> u64 {
         self.inner.created_ms
+    }
+
+    #[getter]
+    fn caller_id(&self) -> &str {
+        &self.inner.caller_id
+    }
+
+    #[getter]
+    fn caller_entry(&self) -> u32 {
+        self.inner.caller_entry
+    }
+
+    #[getter]
+    fn idempotency_key(&self) -> &str {
+        &self.inner.idempotency_key
+    }
+
+    /// Cancellation was requested and the handler has not yet journaled ENTRY_CANCEL.
+    #[getter]
+    fn cancel_requested(&self) -> bool {
+        self.inner.state().cancel_requested
     }
 
     #[getter]
@@ -185,16 +217,38 @@ impl Store {
         Ok(self.get()?.groups_written())
     }
 
-    fn admit(&self, inv: &Bound<'_, Invocation>) -> PyResult<(bool, u64)> {
-        Ok(match self.get()?.admit(&inv.get().inner)? {
-            None => (true, 0),
-            Some(seq) => (false, seq),
-        })
+    #[pyo3(signature = (inv, persist = false))]
+    fn admit(&self, inv: &Bound<'_, Invocation>, persist: bool) -> PyResult<(bool, u64)> {
+        Ok(self.get()?.admit(&inv.get().inner, persist)?)
     }
 
-    fn progress(&self, inv: &Bound<'_, Invocation>, entries: Vec<Bound<'_, PyTuple>>) -> PyResult<u64> {
+    fn schedule(&self, inv: &Bound<'_, Invocation>, fire_ms: u64) -> PyResult<u64> {
+        Ok(self.get()?.schedule(&inv.get().inner, fire_ms)?)
+    }
+
+    fn idempotency_lookup(
+        &self,
+        py: Python<'_>,
+        service: &str,
+        key: &str,
+        handler: &str,
+        idempotency_key: &str,
+    ) -> PyResult<Option<String>> {
+        let s = self.get()?;
+        Ok(py.detach(|| s.idempotency_lookup(service, key, handler, idempotency_key))?)
+    }
+
+    #[pyo3(signature = (inv, entries, children = None))]
+    fn progress(
+        &self,
+        inv: &Bound<'_, Invocation>,
+        entries: Vec<Bound<'_, PyTuple>>,
+        children: Option<Vec<(Bound<'_, Invocation>, u64)>>,
+    ) -> PyResult<u64> {
         let entries = convert::entries(&entries)?;
-        Ok(self.get()?.progress(&inv.get().inner, &entries)?)
+        let s = self.get()?;
+        let children = self::children(children);
+        Ok(s.progress(&inv.get().inner, &entries, &children)?)
     }
 
     fn backoff(&self, inv: &Bound<'_, Invocation>, retry_count: u32, fire_ms: u64) -> PyResult<u64> {
@@ -205,7 +259,8 @@ impl Store {
         Ok(self.get()?.resume(&inv.get().inner)?)
     }
 
-    #[pyo3(signature = (inv, entries, output, failure_code, failure_message))]
+    #[pyo3(signature = (inv, entries, output, failure_code, failure_message, children = None))]
+    #[allow(clippy::too_many_arguments)]
     fn complete(
         &self,
         inv: &Bound<'_, Invocation>,
@@ -213,10 +268,51 @@ impl Store {
         output: Option<&[u8]>,
         failure_code: u32,
         failure_message: Option<&str>,
+        children: Option<Vec<(Bound<'_, Invocation>, u64)>>,
     ) -> PyResult<(u64, Option<Invocation>)> {
         let entries = convert::entries(&entries)?;
-        let (seq, next) = self.get()?.complete(&inv.get().inner, &entries, output, failure_code, failure_message)?;
+        let s = self.get()?;
+        let children = self::children(children);
+        let (seq, next) = s.complete(&inv.get().inner, &entries, output, failure_code, failure_message, &children)?;
         Ok((seq, next.map(Invocation::wrap)))
+    }
+
+    /// seq if suspended, 0 if one of `awaiting` is already completed.
+    fn suspend(&self, inv: &Bound<'_, Invocation>, awaiting: Vec<u32>) -> PyResult<u64> {
+        Ok(self.get()?.suspend(&inv.get().inner, &awaiting)?.unwrap_or(0))
+    }
+
+    fn take_wakes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        convert::wakes_to_py(py, self.get()?.take_wakes())
+    }
+
+    #[pyo3(signature = (inv_id, index, value, code, message))]
+    fn complete_awakeable(
+        &self,
+        py: Python<'_>,
+        inv_id: &str,
+        index: u32,
+        value: Option<&[u8]>,
+        code: u32,
+        message: Option<&str>,
+    ) -> PyResult<i64> {
+        let s = self.get()?;
+        let o = Outcome { value, code, message };
+        Ok(py.detach(|| s.complete_awakeable(inv_id, index, &o))?)
+    }
+
+    fn fire_timers(&self, now_ms: u64) -> PyResult<usize> {
+        Ok(self.get()?.fire_timers(now_ms)?)
+    }
+
+    fn cancel(&self, py: Python<'_>, inv_id: &str) -> PyResult<i64> {
+        let s = self.get()?;
+        Ok(py.detach(|| s.cancel(inv_id))?)
+    }
+
+    fn kill(&self, py: Python<'_>, inv_id: &str) -> PyResult<i64> {
+        let s = self.get()?;
+        Ok(py.detach(|| s.kill(inv_id))?)
     }
 
     fn load_state<'py>(&self, py: Python<'py>, service: &str, key: &str) -> PyResult<Bound<'py, PyList>> {
@@ -229,6 +325,25 @@ impl Store {
         let s = self.get()?;
         let entries = py.detach(|| s.load_journal(inv_id))?;
         convert::entries_to_py(py, &entries)
+    }
+
+    fn load_completions<'py>(&self, py: Python<'py>, inv_id: &str) -> PyResult<Bound<'py, PyList>> {
+        let s = self.get()?;
+        let rows = py.detach(|| s.load_completions(inv_id))?;
+        convert::completions_to_py(py, &rows)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn peek_promise<'py>(
+        &self,
+        py: Python<'py>,
+        service: &str,
+        key: &str,
+        name: &str,
+    ) -> PyResult<Option<(Option<Bound<'py, PyBytes>>, u32, Option<String>)>> {
+        let s = self.get()?;
+        let out = py.detach(|| s.peek_promise(service, key, name))?;
+        Ok(out.map(|(v, code, msg)| (convert::bytes_opt(py, v.as_deref()), code, msg)))
     }
 
     fn get_invocation(&self, py: Python<'_>, inv_id: &str) -> PyResult<Option<Invocation>> {
@@ -255,11 +370,6 @@ impl Store {
 
     fn next_timer_ms(&self) -> PyResult<Option<u64>> {
         Ok(self.get()?.next_timer_ms())
-    }
-
-    /// Backing-off invocations whose retry timer is due (removed from the index).
-    fn pop_due(&self, now_ms: u64) -> PyResult<Vec<Invocation>> {
-        Ok(self.get()?.pop_due(now_ms).into_iter().map(Invocation::wrap).collect())
     }
 
     fn purge_completed(&self, py: Python<'_>, completed_before_ms: u64, limit: usize) -> PyResult<usize> {

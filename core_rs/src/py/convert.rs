@@ -5,6 +5,8 @@ use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use super::classes::Invocation;
+use crate::awaiting::Wake;
 use crate::entry::{Entry, EntryRef};
 use crate::error::Error;
 use crate::tables::state::StateRows;
@@ -76,4 +78,24 @@ pub fn state_to_py<'py>(py: Python<'py>, rows: &StateRows) -> PyResult<Bound<'py
 
 pub fn bytes_opt<'py>(py: Python<'py>, b: Option<&[u8]>) -> Option<Bound<'py, PyBytes>> {
     b.map(|b| PyBytes::new(py, b))
+}
+
+pub fn completions_to_py<'py>(py: Python<'py>, rows: &[(u32, Entry)]) -> PyResult<Bound<'py, PyList>> {
+    let items = rows
+        .iter()
+        .map(|(index, e)| (*index, bytes_opt(py, e.value.as_deref()), e.code, e.message.as_deref()).into_pyobject(py))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+/// `Wake` tuples: (what, Invocation, index, value, code, message, seq).
+pub fn wakes_to_py(py: Python<'_>, wakes: Vec<Wake>) -> PyResult<Bound<'_, PyList>> {
+    let items = wakes
+        .into_iter()
+        .map(|w| {
+            let inv = Bound::new(py, Invocation::wrap(w.inv))?;
+            (w.what, inv, w.index, bytes_opt(py, w.value.as_deref()), w.code, w.message, w.seq).into_pyobject(py)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
 }

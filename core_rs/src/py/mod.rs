@@ -7,7 +7,7 @@ mod convert;
 
 use pyo3::prelude::*;
 
-use crate::{entry, invocation};
+use crate::{awaiting, entry, invocation};
 
 #[pymodule]
 #[pyo3(name = "_core")]
@@ -22,6 +22,11 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // (pydantic, dataclasses, get_type_hints) can name it.
     let entry_alias = py.eval(c"tuple[int, str | None, bytes | None, int, str | None]", None, None)?;
     m.add("Entry", entry_alias)?;
+    m.add("Completion", py.eval(c"tuple[int, bytes | None, int, str | None]", None, None)?)?;
+    let globals = pyo3::types::PyDict::new(py);
+    globals.set_item("Invocation", py.get_type::<classes::Invocation>())?;
+    let wake = py.eval(c"tuple[int, Invocation, int, bytes | None, int, str | None, int]", Some(&globals), None)?;
+    m.add("Wake", wake)?;
     m.add("SCHEMA_VERSION", crate::SCHEMA_VERSION)?;
     m.add("ENTRY_GET_STATE", entry::GET_STATE)?;
     m.add("ENTRY_SET_STATE", entry::SET_STATE)?;
@@ -29,12 +34,31 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ENTRY_CLEAR_ALL", entry::CLEAR_ALL)?;
     m.add("ENTRY_STATE_KEYS", entry::STATE_KEYS)?;
     m.add("ENTRY_RUN", entry::RUN)?;
+    m.add("ENTRY_SLEEP", entry::SLEEP)?;
+    m.add("ENTRY_CALL", entry::CALL)?;
+    m.add("ENTRY_SEND", entry::SEND)?;
+    m.add("ENTRY_AWAKEABLE", entry::AWAKEABLE)?;
+    m.add("ENTRY_COMPLETE_AWAKEABLE", entry::COMPLETE_AWAKEABLE)?;
+    m.add("ENTRY_GET_PROMISE", entry::GET_PROMISE)?;
+    m.add("ENTRY_PEEK_PROMISE", entry::PEEK_PROMISE)?;
+    m.add("ENTRY_COMPLETE_PROMISE", entry::COMPLETE_PROMISE)?;
+    m.add("ENTRY_CANCEL", entry::CANCEL)?;
+    m.add("ENTRY_COMBINATOR", entry::COMBINATOR)?;
+    m.add("ENTRY_CANCEL_INVOCATION", entry::CANCEL_INVOCATION)?;
     m.add("KIND_SERVICE", invocation::KIND_SERVICE)?;
     m.add("KIND_EXCLUSIVE", invocation::KIND_EXCLUSIVE)?;
     m.add("KIND_SHARED", invocation::KIND_SHARED)?;
+    m.add("KIND_WORKFLOW", invocation::KIND_WORKFLOW)?;
     m.add("STATUS_INBOXED", invocation::STATUS_INBOXED)?;
     m.add("STATUS_RUNNING", invocation::STATUS_RUNNING)?;
     m.add("STATUS_BACKING_OFF", invocation::STATUS_BACKING_OFF)?;
     m.add("STATUS_COMPLETED", invocation::STATUS_COMPLETED)?;
+    m.add("STATUS_SUSPENDED", invocation::STATUS_SUSPENDED)?;
+    m.add("STATUS_SCHEDULED", invocation::STATUS_SCHEDULED)?;
+    m.add("WAKE_RUN", awaiting::WAKE_RUN)?;
+    m.add("WAKE_DELIVER", awaiting::WAKE_DELIVER)?;
+    m.add("WAKE_CANCEL", awaiting::WAKE_CANCEL)?;
+    m.add("WAKE_KILL", awaiting::WAKE_KILL)?;
+    m.add("WAKE_DONE", awaiting::WAKE_DONE)?;
     Ok(())
 }
