@@ -37,6 +37,7 @@ log = logging.getLogger("stead.ingress")
 
 INVOCATION_ID_HEADER = b"x-restate-id"
 NOT_READY = 470
+_KIND_NAMES = {"object": "virtual object", "workflow": "workflow"}
 MAX_IDEMPOTENCY_KEY = 256
 
 
@@ -116,7 +117,7 @@ class Ingress:
             key, handler = "", _part(parts[2])
         else:
             if len(parts) != 4:
-                raise HttpError(404, f"'{service}' is a {kind.replace('_', ' ')}: "
+                raise HttpError(404, f"'{service}' is a {_KIND_NAMES.get(kind, kind)}: "
                                      f"call POST /{service}/{{key}}/{{handler}}")
             key, handler = _part(parts[2]), _part(parts[3])
         spec = self.app.lookup(service, handler)

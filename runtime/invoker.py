@@ -200,8 +200,8 @@ class Invoker:
             # The key passes to the next inboxed invocation at once: it runs against the
             # committed (maybe not yet synced) state; its own result waits for both commits.
             self._spawn(self._resume(nxt))
-        if built or inv.caller_id:
-            self.after_write()
+        # Completing can wake others: its caller, awakeables or promises it completed, callees.
+        self.after_write(poke_timers=built is not None)
         if self.results.has_waiters(inv.id):
             await self.results.finished(inv.id, seq, (output, code, message))
 
@@ -229,12 +229,13 @@ class Invoker:
 
     # ---- wakes ---------------------------------------------------------------------------
 
-    def after_write(self) -> None:
+    def after_write(self, poke_timers: bool = True) -> None:
         """Collect the wakes of the writes made so far and act on them once durable."""
         wakes = self.store.take_wakes()
         if wakes:
             self._spawn(self._act(wakes))
-        self._poke_timers()
+        if poke_timers:
+            self._poke_timers()
 
     async def _act(self, wakes: list[_core.Wake]) -> None:
         await self.commits.wait(max(w[6] for w in wakes))
