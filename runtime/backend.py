@@ -14,6 +14,7 @@ resumes it by replay.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Optional
 
 from pysdk._errors import Suspended, TerminalError
@@ -23,6 +24,8 @@ from runtime.ids import now_ms
 
 if TYPE_CHECKING:
     from runtime.invoker import Invoker
+
+log = logging.getLogger("stead.invoker")
 
 WRITERS = (_core.KIND_EXCLUSIVE, _core.KIND_WORKFLOW)
 
@@ -84,6 +87,10 @@ class Attempt:
         keyed = self.invoker.app.service_type(service) != "service"
         if keyed and not key:
             raise TerminalError(f"{service} is keyed: a call to {service}/{handler} needs a key", 400)
+        if spec.kind == "workflow" and self.invoker.store.idempotency_lookup(service, key or "", handler, ""):
+            # One run per workflow key. Attaching a handler's call to an existing run is not
+            # supported yet: refuse rather than run the workflow twice.
+            raise TerminalError(f"workflow {service}/{key} has already been started", 409)
         inv = self.inv
         if (not is_send and inv.kind in WRITERS and _KINDS.get(spec.kind) in WRITERS
                 and service == inv.service and key == inv.key):
@@ -116,6 +123,12 @@ class Attempt:
         for index, callee_id, service, handler, key, arg, headers, idem, fire_ms, is_send in children:
             spec = app.lookup(service, handler)
             kind = _KINDS[spec.kind] if spec is not None else _core.KIND_SERVICE
+            if idem and self.invoker.store.idempotency_lookup(service, key or "", handler, idem):
+                # Attaching an in-handler call to an earlier invocation with the same key is not
+                # supported yet; run it as a plain callee (the journal already makes it run once).
+                log.warning("%s: idempotency key %r of a call to %s/%s is already in use; ignored",
+                            inv.id, idem, service, handler)
+                idem = ""
             callee = _core.Invocation(
                 callee_id, service, handler, key or "", kind, arg, headers, now,
                 caller_id="" if is_send else inv.id, caller_entry=0 if is_send else index,

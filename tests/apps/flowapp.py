@@ -207,6 +207,16 @@ async def peek(ctx: WorkflowSharedContext) -> Optional[str]:
     return await ctx.promise("link").peek()
 
 
+starter = Service("Starter")
+
+
+@starter.handler()
+async def start_signup(ctx: Context, key: str) -> str:
+    """Starts a Signup workflow from a handler; a key that already ran is refused."""
+    handle = ctx.workflow_send(run, key=key, arg=f"{key}@example.com")
+    return await handle.invocation_id()
+
+
 # ---- cancellation and sagas -----------------------------------------------------------------
 
 jobs = Service("Jobs")
@@ -253,4 +263,4 @@ def _refuse() -> None:
     raise TerminalError("refused", 409)
 
 
-application = app([timers, counter, caller, waiter, signup, jobs, wallet, transfers, trips])
+application = app([timers, counter, caller, waiter, signup, starter, jobs, wallet, transfers, trips])

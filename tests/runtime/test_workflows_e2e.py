@@ -40,3 +40,12 @@ def test_promise_resolved_before_it_is_awaited(flow) -> None:
 def test_unknown_workflow_paths(flow) -> None:
     assert flow.get("/restate/workflow/Signup/nobody/output").status_code == 404
     assert flow.get("/restate/workflow/Nope/x/attach").status_code == 404
+
+
+def test_workflow_started_from_a_handler_runs_once(flow, effects_dir) -> None:
+    inv = flow.post("/Starter/start_signup", "eve").json()
+    flow.post("/Signup/eve/click", "e")
+    assert flow.get(f"/restate/invocation/{inv}/attach").json() == "verified eve@example.com with e"
+    again = flow.post("/Starter/start_signup", "eve")
+    assert again.status_code == 409 and "already been started" in again.json()["message"]
+    assert wait_for_lines(effects_dir / "emails", 1) == ["eve eve@example.com"]
