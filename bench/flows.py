@@ -85,14 +85,18 @@ class RssSampler(threading.Thread):
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid, self.peak_kib, self.samples = pid, 0, 0
+        self.series: list[tuple[float, int]] = []  # (s since start, KiB) every ~0.5 s, for results.json
         self._halt = threading.Event()
 
     def run(self) -> None:
+        t0 = time.monotonic()
         while not self._halt.is_set():
             try:
                 rss = proc_status(self.pid)["VmRSS"]
             except (OSError, KeyError):
                 return  # the server is gone; the run reports that
+            if self.samples % 10 == 0:
+                self.series.append((round(time.monotonic() - t0, 2), rss))
             self.peak_kib, self.samples = max(self.peak_kib, rss), self.samples + 1
             self._halt.wait(SAMPLE_INTERVAL_S)
 
@@ -272,6 +276,8 @@ async def drive_timers(port: int, count: int, ms: int, conns: int, log) -> dict:
         "peak_waiting": peak_waiting([accepted[i] for i in done],
                                      [accepted[i] + (ms + lateness[i]) / 1000 for i in done]),
     }
+    # Per invocation in submission order, for results.json: (accepted s after start, lateness ms).
+    out["by_submission"] = [(round(accepted[i] - t0, 4), round(lateness[i], 2)) for i in done]
     if late:
         out.update({"late_p50_ms": statistics.median(late), "late_p90_ms": percentile(late, 90),
                     "late_p99_ms": percentile(late, 99), "late_max_ms": late[-1], "late_min_ms": late[0]})
@@ -300,6 +306,7 @@ def run_timer(threshold: str, args, run_dir: Path, stamp: str, log) -> dict:
                 sampler.stop()
             result.update({"threshold": threshold, "rss_base_mib": baseline / 1024,
                            "rss_peak_mib": sampler.peak_kib / 1024, "rss_samples": sampler.samples,
+                           "rss_series_kib": sampler.series,
                            "rss_end_mib": proc_status(pid)["VmRSS"] / 1024,
                            "hwm_mib": proc_status(pid)["VmHWM"] / 1024, "server_cpu_s": proc_cpu_s(pid) - cpu0})
     finally:
@@ -405,8 +412,9 @@ def render(stamp: str, args, info: dict, floors: dict, timers: dict, calls: dict
            [(label, calls[m]) for m, label in (("direct", "Counter/{k}/add (direct)"),
                                                ("call", "Caller/{k}/call → Counter/{k}/add")) if m in calls]
     if rows:
-        lines += ["", f"Calls: W1's shape (wrk -t1 -c1, {args.warmup:g} s warm-up, then "
-                      f"{args.duration or CALL_SHAPE[2]:g} s), {CALL_KEYS} keys, a fresh server each.", "",
+        shape = f"W1's shape (wrk -t1 -c1, {args.warmup:g} s warm-up, then {args.duration or CALL_SHAPE[2]:g} s)"
+        lines += ["", f"Calls: {shape}, {CALL_KEYS} keys, a fresh server each; the HTTP floor likewise."
+                      if calls else f"HTTP floor: {shape}.", "",
                   "| run | p50 ms | p90 ms | p99 ms | p99.9 ms | req/s | requests | non2xx |", "|" + "---|" * 8]
         for name, r in rows:
             if "error" in r:
