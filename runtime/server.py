@@ -33,7 +33,7 @@ from runtime.invoker import Invoker
 
 log = logging.getLogger("stead.server")
 
-PURGE_INTERVAL_S = 60.0
+PURGE_INTERVAL_S = 60.0  # at most; a short retention is purged more often (a tenth of it)
 
 
 def load_app(target: str) -> App:
@@ -71,7 +71,7 @@ async def serve(config: ServerConfig, app: App) -> None:
         if resumed:
             log.warning("resuming %d unfinished invocations", resumed)
         background.append(loop.create_task(invoker.timer_loop()))
-        background.append(loop.create_task(_purge_loop(store, config.retention_s)))
+        background.append(loop.create_task(_purge_loop(invoker, config.retention_s)))
         ingress = Ingress(app, invoker, max_body_bytes=config.max_body_bytes)
         sockets = [_listen(config.host, config.port)]
         handler = ingress
@@ -107,13 +107,24 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _purge_loop(store: _core.Store, retention_s: float) -> None:
-    """Delete completed invocations once they are older than the retention period."""
+async def _purge_loop(invoker: Invoker, retention_s: float) -> None:
+    """Delete completed invocations once they are older than the retention period; a
+    purged workflow run takes its key's state and promises with it."""
+    store = invoker.store
+    app = invoker.app
+    workflows = {name for name in app.services if app.service_type(name) == "workflow"}
     while True:
-        await asyncio.sleep(PURGE_INTERVAL_S)
+        await asyncio.sleep(min(PURGE_INTERVAL_S, max(0.1, retention_s / 10)))
         cutoff = now_ms() - int(retention_s * 1000)
-        while await asyncio.to_thread(store.purge_completed, cutoff, 10_000) == 10_000:
-            pass
+        purged = 0
+        while True:
+            n = await asyncio.to_thread(store.purge_completed, cutoff, 10_000)
+            purged += n
+            if n < 10_000:
+                break
+        if purged and workflows:
+            await invoker.commits.wait(store.last_seq())
+            invoker.cache.forget_services(workflows)
 
 
 def run(config: ServerConfig) -> None:

@@ -54,6 +54,12 @@ class StateCache:
     def forget(self, service: str, key: str) -> None:
         self._entries.pop((service, key), None)
 
+    def forget_services(self, services: set[str]) -> None:
+        """Drop every written entry of these services (their rows were deleted on disk)."""
+        durable = self._store.durable_seq()
+        for ident in [i for i, (_, seq) in self._entries.items() if i[0] in services and seq <= durable]:
+            del self._entries[ident]
+
     def _evict(self) -> None:
         # Evict down to 90% of the bound, oldest first, so the scan is paid once per
         # many insertions rather than on each one. Entries with unwritten commits stay.
