@@ -202,8 +202,9 @@ class Invoker:
             self._spawn(self._resume(nxt))
         # Completing can wake others: its caller, awakeables or promises it completed, callees.
         self.after_write(poke_timers=built is not None)
-        if self.results.has_waiters(inv.id):
-            await self.results.finished(inv.id, seq, (output, code, message))
+        # Always through `finished`, waiters or not: an attach arriving before this commit is
+        # written must find the result there (the table on disk does not show it yet).
+        await self.results.finished(inv.id, seq, (output, code, message))
 
     def _backoff(self, inv: _core.Invocation, spec: HandlerSpec, exc: Exception) -> None:
         policy = self._policy(spec)
