@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("stead.invoker")
 
 WRITERS = (_core.KIND_EXCLUSIVE, _core.KIND_WORKFLOW)
+# pysdk handler kinds -> the core's invocation kinds.
+KINDS = {"service": _core.KIND_SERVICE, "exclusive": _core.KIND_EXCLUSIVE,
+         "shared": _core.KIND_SHARED, "workflow": _core.KIND_WORKFLOW}
 
 
 class Killed(BaseException):
@@ -92,7 +95,7 @@ class Attempt:
             # supported yet: refuse rather than run the workflow twice.
             raise TerminalError(f"workflow {service}/{key} has already been started", 409)
         inv = self.inv
-        if (not is_send and inv.kind in WRITERS and _KINDS.get(spec.kind) in WRITERS
+        if (not is_send and inv.kind in WRITERS and KINDS.get(spec.kind) in WRITERS
                 and service == inv.service and key == inv.key):
             raise TerminalError(
                 f"{service}/{key}/{handler} is the caller's own key, which the caller holds: "
@@ -122,7 +125,7 @@ class Attempt:
         out = []
         for index, callee_id, service, handler, key, arg, headers, idem, fire_ms, is_send in children:
             spec = app.lookup(service, handler)
-            kind = _KINDS[spec.kind] if spec is not None else _core.KIND_SERVICE
+            kind = KINDS[spec.kind] if spec is not None else _core.KIND_SERVICE
             if idem and self.invoker.store.idempotency_lookup(service, key or "", handler, idem):
                 # Attaching an in-handler call to an earlier invocation with the same key is not
                 # supported yet; run it as a plain callee (the journal already makes it run once).
@@ -136,6 +139,3 @@ class Attempt:
             out.append((callee, fire_ms))
         return out
 
-
-_KINDS = {"service": _core.KIND_SERVICE, "exclusive": _core.KIND_EXCLUSIVE,
-          "shared": _core.KIND_SHARED, "workflow": _core.KIND_WORKFLOW}

@@ -27,7 +27,7 @@ from pysdk._errors import Suspended, TerminalError
 from pysdk._handler import HandlerSpec
 from pysdk._machine import Machine, ReplayRequested
 from runtime import _core
-from runtime.backend import WRITERS, Attempt, Killed
+from runtime.backend import KINDS, WRITERS, Attempt, Killed
 from runtime.commits import Commits
 from runtime.ids import new_invocation_id, now_ms
 from runtime.results import Result, Results
@@ -36,8 +36,6 @@ from runtime.state_cache import StateCache
 
 log = logging.getLogger("stead.invoker")
 
-KINDS = {"service": _core.KIND_SERVICE, "exclusive": _core.KIND_EXCLUSIVE,
-         "shared": _core.KIND_SHARED, "workflow": _core.KIND_WORKFLOW}
 KILLED: Result = (None, 409, "killed")
 
 
@@ -141,12 +139,13 @@ class Invoker:
         except Exception as exc:  # a stored input the current code can no longer parse
             await self._finish(inv, None, None, None, 400, f"invalid stored input: {exc}")
             return
-        if inv.journal_len:
-            journal = self.store.load_journal(inv.id)
-            completions = {i: (v, c, m) for i, v, c, m in self.store.load_completions(inv.id)}
-        else:
-            journal, completions = [], None
+        journal, completions = self._recorded(inv) if inv.journal_len else ([], None)
         await self._run(inv, spec, value, journal, completions)
+
+    def _recorded(self, inv: _core.Invocation) -> tuple[list[_core.Entry], dict[int, Any]]:
+        """The journal and the completions of its awaited entries, as written on disk."""
+        completions = {i: (v, c, m) for i, v, c, m in self.store.load_completions(inv.id)}
+        return self.store.load_journal(inv.id), completions
 
     async def _run(self, inv: _core.Invocation, spec: HandlerSpec, value: Any,
                    journal: list, completions: Optional[dict]) -> None:
@@ -164,8 +163,7 @@ class Invoker:
                 try:
                     output = await spec.invoke(machine, value)
                 except ReplayRequested:
-                    journal = self.store.load_journal(inv.id)
-                    completions = {i: (v, c, m) for i, v, c, m in self.store.load_completions(inv.id)}
+                    journal, completions = self._recorded(inv)
                     value = spec.parse_input(inv.input)
                     continue
                 except (Suspended, Killed):
