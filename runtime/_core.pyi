@@ -48,6 +48,7 @@ __all__ = [
     "SchemaVersionError",
     "Invocation",
     "Store",
+    "is_plain_json",
 ]
 
 # A journal entry: (kind, name, value, code, message). Kinds are the ENTRY_* constants.
@@ -351,3 +352,13 @@ class Store:
         """Delete up to `limit` completed invocations (record, journal, completions and
         idempotency row) completed before the given time; for a workflow run also the
         workflow key's state and promises. Returns how many were deleted."""
+
+def is_plain_json(obj: object, /) -> bool:
+    """True iff `obj` survives a JSON round trip unchanged in type and value: None, an exact
+    bool, int or str, a finite exact float, or an exact list / exact dict (keys exact str) of
+    such values, nested at most 64 containers deep (64 nested lists: True; 65: False). Anything
+    else (tuples, sets, bytes, enums including IntEnum, subclasses of str/int/list/dict, NaN,
+    infinities, cycles, models, datetimes, ...) is False. Never raises; holds the GIL, no copy.
+
+    What it is for: the runtime keeps a decoded state value in memory only when it is plain
+    JSON, so that handing it out again is indistinguishable from decoding its bytes."""

@@ -4,6 +4,7 @@
 
 mod classes;
 mod convert;
+mod json;
 
 use pyo3::prelude::*;
 
@@ -15,6 +16,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<classes::Invocation>()?;
     m.add_class::<classes::Store>()?;
+    m.add_function(wrap_pyfunction!(json::is_plain_json, m)?)?;
     m.add("StorageError", py.get_type::<convert::StorageError>())?;
     m.add("SchemaVersionError", py.get_type::<convert::SchemaVersionError>())?;
 
