@@ -28,7 +28,6 @@ from datetime import timedelta
 from random import Random
 from typing import Any, Awaitable, Callable, Coroutine, Mapping, Optional, ParamSpec, TypeVar, Union, overload
 
-import pydantic_core
 
 from . import _commands
 from ._entries import COMPLETE_AWAKEABLE
@@ -42,7 +41,7 @@ from ._futures import (
 )
 from ._machine import Machine
 from ._retry import DEFAULT_RUN_OPTIONS, RunOptions
-from ._serde import DEFAULT_SERDE, JSON_CODEC, Codec, Serde, codec, codec_for_hint, json_dumps
+from ._serde import DEFAULT_SERDE, JSON_CODEC, Codec, Serde, codec, codec_for_hint
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 (Restate's name)
@@ -54,7 +53,6 @@ Headers = Optional[Mapping[str, str]]
 
 RunAction = Union[Callable[..., Coroutine[Any, Any, T]], Callable[..., T]]
 
-_loads = pydantic_core.from_json  # not json.loads: see _serde
 _return_hints: dict[Any, Any] = {}
 
 
@@ -301,9 +299,9 @@ class ObjectSharedContext(Context):
 
     async def get(self, name: str, serde: Serde[T] = DEFAULT_SERDE, type_hint: Optional[type[T]] = None) -> Any:
         """The value of state `name`, or None."""
-        raw = self._m.get_state(name)
         if serde is DEFAULT_SERDE and type_hint is None:
-            return _loads(raw) if raw else None
+            return self._m.get_value(name)
+        raw = self._m.get_state(name)
         if raw is None:
             return None
         return codec(serde, type_hint).loads(raw)
@@ -319,8 +317,16 @@ class ObjectContext(ObjectSharedContext):
     __slots__ = ()
 
     def set(self, name: str, value: T, serde: Serde[T] = DEFAULT_SERDE) -> None:
-        """Set state `name`; visible to this handler at once, to others once committed."""
-        self._m.set_state(name, json_dumps(value) if serde is DEFAULT_SERDE else codec(serde).dumps(value))
+        """Set state `name`; visible to this handler at once, to others once committed.
+
+        With the default serde the value is serialized when the handler returns or
+        reaches its next durable point (a step, an await), not here: changes made
+        to it in between are stored too, and the value belongs to Stead once the
+        handler has returned."""
+        if serde is DEFAULT_SERDE:
+            self._m.set_value(name, value)
+        else:
+            self._m.set_state(name, codec(serde).dumps(value))
 
     def clear(self, name: str) -> None:
         self._m.clear_state(name)

@@ -45,7 +45,7 @@ from ._awaiting import Awaiting
 from ._entries import CANCEL, CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SET_STATE, STATE_KEYS, Completion, Entry, describe
 from ._errors import NonDeterminismError, ReplayRequested, Suspended, TerminalError
 from ._retry import RunOptions, RunRetry
-from ._serde import Codec
+from ._serde import Codec, json_dumps
 
 __all__ = ["Backend", "Child", "Completion", "Entry", "Machine", "NonDeterminismError", "ReplayRequested", "Suspended"]
 
@@ -106,11 +106,20 @@ class Machine(Awaiting):
         body: bytes = b"",
         completions: Optional[dict[int, Completion]] = None,
         cancelled: bool = False,
+        decoded: Optional[dict[str, Any]] = None,
     ) -> None:
         self.invocation_id = invocation_id
         self.key = key
         self.handler_kind = handler_kind
         self.state: dict[str, bytes] = dict(state)
+        # Decoded values (default JSON) of committed state, lent by the runtime; each is
+        # handed to the handler by the first `get_value` of its name (and so leaves here).
+        self.decoded: dict[str, Any] = decoded if decoded is not None else {}
+        # Values set with the default JSON serde, not serialized yet: name -> (value,
+        # index in `_pending` of its SET entry). Serialized by `take_pending`.
+        self._unwritten: dict[str, tuple[Any, int]] = {}
+        # The values `take_pending` last serialized, by name (see `written`).
+        self.written: dict[str, Any] = {}
         self.headers = headers
         self.attempt = attempt
         self.always_replay = always_replay
@@ -137,10 +146,33 @@ class Machine(Awaiting):
         return self.journal_index < self._replay_len
 
     def take_pending(self) -> list[Entry]:
-        """The entries recorded live since the last call, in order (and forget them)."""
+        """The entries recorded live since the last call, in order (and forget them).
+
+        State values set with the default serde are serialized here, not at `set`:
+        a handler that sets a large value and returns pays one encoding. So a set value
+        is stored as it is when the handler returns or reaches its next durable point.
+        The values serialized by this call are then in `written`, by name. Raises
+        what the encoder raises for a value it cannot encode."""
+        self.written = {}
+        if self._unwritten:
+            self._write_all()
         pending = self._pending
         self._pending = []
         return pending
+
+    def _write(self, name: str) -> bytes:
+        """Serialize the unwritten value of `name` into its SET entry and the state view."""
+        value, at = self._unwritten.pop(name)
+        raw = json_dumps(value)
+        self._pending[at] = (SET_STATE, name, raw, 0, None)
+        self.state[name] = raw
+        return raw
+
+    def _write_all(self) -> None:
+        written = {name: entry[0] for name, entry in self._unwritten.items()}
+        for name in written:
+            self._write(name)
+        self.written = written
 
     def check_replay_complete(self) -> None:
         """Called when the handler returned: every recorded entry must have been used."""
@@ -173,9 +205,20 @@ class Machine(Awaiting):
                 self.journal_index = i
                 raise self._mismatch(i, GET_STATE, name)
             return entry[2]
-        value = self.state.get(name)
+        value = self._write(name) if name in self._unwritten else self.state.get(name)
         self._pending.append((GET_STATE, name, value, 0, None))
         return value
+
+    def get_value(self, name: str) -> Any:
+        """`get_state` decoded with the default JSON serde. A committed value the
+        runtime lent decoded is handed over as is (this handler now owns it);
+        otherwise the bytes are decoded, so every call returns a fresh value."""
+        if self.journal_index >= self._replay_len and name in self.decoded:
+            self.journal_index += 1
+            self._pending.append((GET_STATE, name, self.state.get(name), 0, None))
+            return self.decoded.pop(name)
+        raw = self.get_state(name)
+        return _loads(raw) if raw else None
 
     def set_state(self, name: str, value: bytes) -> None:
         i = self.journal_index
@@ -186,8 +229,31 @@ class Machine(Awaiting):
                 self.journal_index = i
                 raise self._mismatch(i, SET_STATE, name)
             return
+        self._supersede(name)
         self.state[name] = value
         self._pending.append((SET_STATE, name, value, 0, None))
+
+    def set_value(self, name: str, value: Any) -> None:
+        """`set_state` with the default JSON serde, serialized by `take_pending`."""
+        i = self.journal_index
+        self.journal_index = i + 1
+        if i < self._replay_len:
+            entry = self._replay[i]
+            if entry[0] != SET_STATE or entry[1] != name:
+                self.journal_index = i
+                raise self._mismatch(i, SET_STATE, name)
+            return
+        self._supersede(name)
+        self._unwritten[name] = (value, len(self._pending))
+        self.state[name] = b""  # a placeholder until written: the name exists
+        self._pending.append((SET_STATE, name, None, 0, None))
+
+    def _supersede(self, name: str) -> None:
+        """Before `name` is set or cleared: its lent value is stale, and an earlier
+        unwritten set of it keeps the value it has now."""
+        self.decoded.pop(name, None)
+        if name in self._unwritten:
+            self._write(name)
 
     def clear_state(self, name: str) -> None:
         i = self.journal_index
@@ -198,6 +264,7 @@ class Machine(Awaiting):
                 self.journal_index = i
                 raise self._mismatch(i, CLEAR_STATE, name)
             return
+        self._supersede(name)
         self.state.pop(name, None)
         self._pending.append((CLEAR_STATE, name, None, 0, None))
 
@@ -209,6 +276,10 @@ class Machine(Awaiting):
                 self.journal_index = i
                 raise self._mismatch(i, CLEAR_ALL, None)
             return
+        self.decoded.clear()
+        if self._unwritten:
+            self._write_all()
+            self.written = {}
         self.state.clear()
         self._pending.append((CLEAR_ALL, None, None, 0, None))
 

@@ -10,14 +10,20 @@ is resolved once into a `Codec` (two plain functions): when a handler is
 decorated for its input and output, and through a per-type-hint cache for
 `ctx.get` and `ctx.run`.
 
-The default codec is pydantic-core's `from_json` / `to_json`, called
-directly, rather than the stdlib `json`: on the hot path (a small list in
-and out) each is ~0.2 µs against ~1.5-1.9 µs for `json.loads(bytes)` /
-`json.dumps(...).encode()`, it reads and writes bytes without a decode or
-encode step, and `to_json` also encodes models, dataclasses, datetimes,
-UUIDs and sets, where `json.dumps` raises. The output is compact JSON
-(`["a","b"]`, UTF-8), which is the same value as Restate's `json.dumps`
-output for every JSON reader.
+The default codec reads with pydantic-core's `from_json` and writes with
+orjson, rather than the stdlib `json`: both work on bytes without a decode
+or encode step, and on the hot path (a small list in and out) each is
+~0.2 µs against ~1.5-1.9 µs for `json.loads(bytes)` / `json.dumps(...).encode()`.
+For large values the writer matters most (a state value is written on every
+change): orjson encodes a list of 80,000 short strings in ~0.3 ms, four times
+faster than pydantic-core's `to_json` and ten times faster than `json.dumps`.
+Types orjson does not encode itself (models, dataclasses, datetimes, sets,
+subclasses of the JSON types) go through pydantic-core's `to_jsonable_python`,
+and values orjson refuses (ints beyond 64 bits, non-string dict keys) through
+`to_json`, so every value `to_json` encoded is still encoded, to the same
+JSON. The output is compact JSON (`["a","b"]`, UTF-8), the same value as
+Restate's `json.dumps` output for every JSON reader (NaN and infinities, which
+are not JSON, are written as null).
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import dataclasses
 import typing
 from typing import Any, Callable, Generic, Optional, TypeVar
 
+import orjson
 import pydantic
 import pydantic_core
 
@@ -34,6 +41,11 @@ I = TypeVar("I")  # noqa: E741 (Restate's name)
 
 _from_json = pydantic_core.from_json
 _to_json = pydantic_core.to_json
+_orjson_dumps = orjson.dumps
+_OrjsonError = orjson.JSONEncodeError
+# Types beyond orjson's JSON core are converted by pydantic (as `to_json` would).
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+_jsonable = pydantic_core.to_jsonable_python
 
 
 class Serde(Generic[T], abc.ABC):
@@ -66,7 +78,14 @@ def json_loads(buf: bytes) -> Any:
 def json_dumps(obj: Any) -> bytes:
     """Compact JSON; None is the empty byte string (Restate's convention).
     Raises ValueError (PydanticSerializationError) for unencodable values."""
-    return b"" if obj is None else _to_json(obj)
+    if obj is None:
+        return b""
+    try:
+        return _orjson_dumps(obj, default=_jsonable, option=_ORJSON_OPTIONS)
+    except _OrjsonError:
+        # Ints beyond 64 bits, non-string dict keys, deep nesting: pydantic-core's
+        # encoder takes those (and raises for what is not encodable at all).
+        return _to_json(obj)
 
 
 class JsonSerde(Serde[I]):

@@ -153,13 +153,20 @@ class Invoker:
         self.live[inv.id] = attempt
         try:
             while True:
-                state = {} if inv.kind == _core.KIND_SERVICE else self.cache.get(inv.service, inv.key)
+                decoded = None
+                if inv.kind in WRITERS:
+                    state, decoded = self.cache.lend(inv.service, inv.key)
+                else:
+                    state = {} if inv.kind == _core.KIND_SERVICE else self.cache.get(inv.service, inv.key)
                 machine = Machine(invocation_id=inv.id, key=inv.key, handler_kind=spec.kind,
                                   state=state, replay=journal, backend=attempt,
                                   headers=inv.headers, attempt=inv.retry_count,
                                   always_replay=self.always_replay, body=inv.input,
-                                  completions=completions, cancelled=inv.cancel_requested)
+                                  completions=completions, cancelled=inv.cancel_requested,
+                                  decoded=decoded)
                 attempt.machine = machine
+                output: Optional[bytes]
+                message: Optional[str]
                 try:
                     output = await spec.invoke(machine, value)
                 except ReplayRequested:
@@ -167,33 +174,40 @@ class Invoker:
                     value = spec.parse_input(inv.input)
                     continue
                 except (Suspended, Killed):
-                    pass
+                    return
                 except TerminalError as exc:
-                    await self._finish(inv, attempt, machine, None, exc.status_code, exc.message)
+                    output, code, message = None, exc.status_code, exc.message
                 except Exception as exc:
                     self._backoff(inv, spec, exc)
+                    return
                 else:
-                    await self._finish(inv, attempt, machine, output, 0, None)
+                    code, message = 0, None
+                try:
+                    entries = machine.take_pending()  # serializes the values set since the last one
+                except Exception as exc:  # a state value that cannot be encoded: the handler's error
+                    self._backoff(inv, spec, exc)
+                    return
+                await self._finish(inv, attempt, machine, output, code, message, entries)
                 return
         finally:
             if self.live.get(inv.id) is attempt:
                 del self.live[inv.id]
 
     async def _finish(self, inv: _core.Invocation, attempt: Optional[Attempt], machine: Optional[Machine],
-                      output: Optional[bytes], code: int, message: Optional[str]) -> None:
+                      output: Optional[bytes], code: int, message: Optional[str],
+                      entries: Optional[list[_core.Entry]] = None) -> None:
         if attempt is not None and attempt.killed:
             return
         if machine is not None:
-            entries = machine.take_pending()
             children = machine.take_children()
             built = attempt.build_children(children) if children and attempt is not None else None
         else:
-            entries, built = [], None
+            built = None
         if self.live.get(inv.id) is attempt and attempt is not None:
             del self.live[inv.id]
-        seq, nxt = self.store.complete(inv, entries, output, code, message, built)
+        seq, nxt = self.store.complete(inv, entries or [], output, code, message, built)
         if inv.kind in WRITERS and machine is not None:
-            self.cache.put(inv.service, inv.key, machine.state, seq)
+            self.cache.put(inv.service, inv.key, machine.state, seq, kept_decoded(machine))
         if nxt is not None:
             # The key passes to the next inboxed invocation at once: it runs against the
             # committed (maybe not yet synced) state; its own result waits for both commits.
@@ -301,3 +315,23 @@ class Invoker:
 
 
 _UNPARSED = object()
+
+
+def kept_decoded(machine: Machine) -> Optional[dict[str, Any]]:
+    """The decoded values a completed writer leaves for the next one (see StateCache):
+    those lent to it that its handler never took, and of the values it set and that
+    were serialized at its completion, the largest list or dict that is plain JSON.
+    Only one: two values set by one handler can share nested parts, and a later
+    handler changing one of them must not change the other."""
+    kept = machine.decoded
+    best, best_len = None, 0
+    state = machine.state
+    for name, value in machine.written.items():
+        cls = type(value)
+        if (cls is list or cls is dict) and len(state[name]) > best_len:
+            best, best_len = name, len(state[name])
+    if best is not None:
+        value = machine.written[best]
+        if _core.is_plain_json(value):
+            kept[best] = value
+    return kept or None

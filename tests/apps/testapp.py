@@ -58,6 +58,47 @@ async def clear(ctx: ObjectContext) -> None:
     ctx.clear_all()
 
 
+# ---- state values the runtime keeps decoded between invocations (see StateCache) ----
+
+
+@cart.handler()
+async def first_sorted(ctx: ObjectContext) -> str | None:
+    """Sorts the list it got in place and does not set it: the state must not change."""
+    items = await ctx.get("items") or []
+    items.sort()
+    return items[0] if items else None
+
+
+@cart.handler()
+async def add_then_fail_once(ctx: ObjectContext, item: str) -> int:
+    """Appends and sets, then fails (not terminally) on its first attempt: the retry
+    must start again from the committed list, without the first attempt's append."""
+    items = await ctx.get("items") or []
+    items.append(item)
+    ctx.set("items", items)
+    if not effects(f"fail-{item}"):
+        effect(f"fail-{item}", "failed")
+        raise RuntimeError("fails once")
+    return len(items)
+
+
+@cart.handler()
+async def add_and_remember(ctx: ObjectContext, item: str) -> int:
+    """Sets the same list under two names, and a dict holding it under a third."""
+    items = await ctx.get("items") or []
+    items.append(item)
+    ctx.set("items", items)
+    ctx.set("copy", items)
+    ctx.set("last", {"item": item, "items": items})
+    return len(items)
+
+
+@cart.handler()
+async def remembered(ctx: ObjectContext) -> dict:
+    """An exclusive reader: it gets the values the runtime kept decoded, if any."""
+    return {"copy": await ctx.get("copy"), "last": await ctx.get("last")}
+
+
 steps = VirtualObject("Steps")
 
 

@@ -140,12 +140,13 @@ class FakeBackend:
         return self.promises.get(name)
 
     def machine(self, *, kind: str = "exclusive", key: str = "k", invocation_id: str = "inv_1",
-                always_replay: bool = False, replay: Optional[list[Entry]] = None) -> Machine:
+                always_replay: bool = False, replay: Optional[list[Entry]] = None,
+                decoded: Optional[dict[str, Any]] = None) -> Machine:
         m = Machine(
             invocation_id=invocation_id, key=key, handler_kind=kind, state=self.state,
             replay=list(self.journal if replay is None else replay), backend=self,
             headers=[("x-test", "1")], always_replay=always_replay,
-            completions=self.completions, cancelled=self.cancel_requested,
+            completions=self.completions, cancelled=self.cancel_requested, decoded=decoded,
         )
         self._live = m
         return m

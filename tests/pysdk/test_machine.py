@@ -371,3 +371,114 @@ def test_request_and_key(backend: FakeBackend) -> None:
     assert ctx.key() == "cart-1"
     req = ctx.request()
     assert req.id == "inv_1" and req.headers == {"x-test": "1"} and req.body == b""
+
+
+# -- state values: serialized when written, decoded values lent by the runtime --------
+
+
+def test_set_value_is_serialized_when_taken(backend: FakeBackend) -> None:
+    m = backend.machine()
+    ctx = ObjectContext(m)
+    items = ["a"]
+
+    async def body() -> None:
+        ctx.set("items", items)
+        items.append("b")  # before the handler returns: stored too (see ObjectContext.set)
+
+    run(body())
+    assert m.take_pending() == [(SET_STATE, "items", b'["a","b"]', 0, None)]
+    assert m.written == {"items": items}
+    assert m.state == {"items": b'["a","b"]'}
+    items.append("c")  # after it was written: not stored
+    assert m.state == {"items": b'["a","b"]'} and m.take_pending() == [] and m.written == {}
+
+
+def test_get_after_set_returns_a_copy_and_fixes_the_set_value(backend: FakeBackend) -> None:
+    m = backend.machine()
+    ctx = ObjectContext(m)
+    items = ["a"]
+
+    async def body() -> object:
+        ctx.set("items", items)
+        got = await ctx.get("items")
+        assert got == ["a"] and got is not items
+        items.append("b")  # the value was written by the get: this is not stored
+        return got
+
+    run(body())
+    assert m.take_pending() == [
+        (SET_STATE, "items", b'["a"]', 0, None),
+        (GET_STATE, "items", b'["a"]', 0, None),
+    ]
+    assert m.written == {}, "a value written before the end may have changed since"
+
+
+def test_setting_a_name_twice_keeps_each_value_as_it_was_replaced(backend: FakeBackend) -> None:
+    m = backend.machine()
+    ctx = ObjectContext(m)
+
+    async def body() -> None:
+        first = [1]
+        ctx.set("x", first)
+        ctx.set("x", [2])
+        first.append(3)
+        ctx.set("y", [4])
+        ctx.clear("y")
+
+    run(body())
+    assert m.take_pending() == [
+        (SET_STATE, "x", b"[1]", 0, None),
+        (SET_STATE, "x", b"[2]", 0, None),
+        (SET_STATE, "y", b"[4]", 0, None),
+        (CLEAR_STATE, "y", None, 0, None),
+    ]
+    assert m.state == {"x": b"[2]"}
+    assert list(m.written) == ["x"]
+
+
+def test_lent_decoded_values_are_handed_out_once(backend: FakeBackend) -> None:
+    backend.state = {"items": b'["a"]', "n": b"1"}
+    lent = ["a"]
+    m = backend.machine(decoded={"items": lent})
+    ctx = ObjectContext(m)
+
+    async def body() -> tuple[object, object]:
+        first = await ctx.get("items")
+        second = await ctx.get("items")
+        return first, second
+
+    first, second = run(body())
+    assert first is lent, "the lent value itself: no decoding"
+    assert second == ["a"] and second is not lent, "a second get decodes the bytes"
+    assert m.decoded == {}
+    assert m.take_pending() == [(GET_STATE, "items", b'["a"]', 0, None)] * 2
+
+
+def test_setting_or_clearing_a_name_drops_its_lent_value(backend: FakeBackend) -> None:
+    backend.state = {"a": b"[1]", "b": b"[2]", "c": b"[3]"}
+    m = backend.machine(decoded={"a": [1], "b": [2], "c": [3]})
+    ctx = ObjectContext(m)
+
+    async def body() -> None:
+        ctx.set("a", [9])
+        ctx.clear("b")
+
+    run(body())
+    assert m.decoded == {"c": [3]}
+    ctx.clear_all()
+    assert m.decoded == {}
+
+
+def test_unencodable_set_value_fails_when_written(backend: FakeBackend) -> None:
+    m = backend.machine()
+    ObjectContext(m).set("x", object())
+    with pytest.raises(ValueError):
+        m.take_pending()
+
+
+def test_replayed_set_value_is_not_written_again(backend: FakeBackend) -> None:
+    backend.journal = [(SET_STATE, "x", b"[1]", 0, None)]
+    backend.state = {"x": b"[1]"}
+    m = backend.machine()
+    ObjectContext(m).set("x", [1])
+    assert m.take_pending() == [] and m.written == {}
