@@ -47,7 +47,7 @@ from ._errors import NonDeterminismError, ReplayRequested, Suspended, TerminalEr
 from ._retry import RunOptions, RunRetry
 from ._serde import Codec, json_dumps
 
-__all__ = ["Backend", "Child", "Completion", "Entry", "Machine", "NonDeterminismError", "ReplayRequested", "Suspended"]
+__all__ = ["Backend", "Child", "Completion", "Entry", "Lent", "Machine", "NonDeterminismError", "ReplayRequested", "Suspended"]
 
 logger = logging.getLogger("pysdk")
 
@@ -64,6 +64,17 @@ Child = tuple[int, str, str, str, Optional[str], bytes, list[tuple[str, str]], s
 The callee id is `_ids.child_invocation_id(caller id, entry index)`; fire_ms
 is the wall-clock start time in ms of a delayed send. The runtime must make
 it durable in the same commit as the entry (`Backend.flush`)."""
+
+
+class Lent(Protocol):
+    """A committed state value the runtime lends decoded (see `Machine.get_value`)."""
+
+    def take(self) -> Any:
+        """The decoded value, which from now on belongs to the handler."""
+
+    def encode(self, value: Any) -> bytes:
+        """The JSON of `value`, set by the handler after it took this one (the lender
+        may encode only what changed since)."""
 
 
 class Backend(Protocol):
@@ -106,7 +117,7 @@ class Machine(Awaiting):
         body: bytes = b"",
         completions: Optional[dict[int, Completion]] = None,
         cancelled: bool = False,
-        decoded: Optional[dict[str, Any]] = None,
+        decoded: Optional[dict[str, Lent]] = None,
     ) -> None:
         self.invocation_id = invocation_id
         self.key = key
@@ -114,12 +125,15 @@ class Machine(Awaiting):
         self.state: dict[str, bytes] = dict(state)
         # Decoded values (default JSON) of committed state, lent by the runtime; each is
         # handed to the handler by the first `get_value` of its name (and so leaves here).
-        self.decoded: dict[str, Any] = decoded if decoded is not None else {}
+        self.decoded: dict[str, Lent] = decoded if decoded is not None else {}
+        # Lent values the handler took, by name: they encode what it sets under that name.
+        self._taken: dict[str, Lent] = {}
         # Values set with the default JSON serde, not serialized yet: name -> (value,
         # index in `_pending` of its SET entry). Serialized by `take_pending`.
         self._unwritten: dict[str, tuple[Any, int]] = {}
-        # The values `take_pending` last serialized, by name (see `written`).
-        self.written: dict[str, Any] = {}
+        # What `take_pending` last serialized: name -> (value, the lent value that
+        # encoded it or None).
+        self.written: dict[str, tuple[Any, Optional[Lent]]] = {}
         self.headers = headers
         self.attempt = attempt
         self.always_replay = always_replay
@@ -163,13 +177,14 @@ class Machine(Awaiting):
     def _write(self, name: str) -> bytes:
         """Serialize the unwritten value of `name` into its SET entry and the state view."""
         value, at = self._unwritten.pop(name)
-        raw = json_dumps(value)
+        lent = self._taken.pop(name, None)
+        raw = json_dumps(value) if lent is None else lent.encode(value)
         self._pending[at] = (SET_STATE, name, raw, 0, None)
         self.state[name] = raw
         return raw
 
     def _write_all(self) -> None:
-        written = {name: entry[0] for name, entry in self._unwritten.items()}
+        written = {name: (entry[0], self._taken.get(name)) for name, entry in self._unwritten.items()}
         for name in written:
             self._write(name)
         self.written = written
@@ -216,7 +231,8 @@ class Machine(Awaiting):
         if self.journal_index >= self._replay_len and name in self.decoded:
             self.journal_index += 1
             self._pending.append((GET_STATE, name, self.state.get(name), 0, None))
-            return self.decoded.pop(name)
+            lent = self._taken[name] = self.decoded.pop(name)
+            return lent.take()
         raw = self.get_state(name)
         return _loads(raw) if raw else None
 
@@ -243,17 +259,21 @@ class Machine(Awaiting):
                 self.journal_index = i
                 raise self._mismatch(i, SET_STATE, name)
             return
-        self._supersede(name)
+        self._supersede(name, encoder_stays=True)
         self._unwritten[name] = (value, len(self._pending))
         self.state[name] = b""  # a placeholder until written: the name exists
         self._pending.append((SET_STATE, name, None, 0, None))
 
-    def _supersede(self, name: str) -> None:
+    def _supersede(self, name: str, encoder_stays: bool = False) -> None:
         """Before `name` is set or cleared: its lent value is stale, and an earlier
-        unwritten set of it keeps the value it has now."""
+        unwritten set of it keeps the value it has now. A value taken from it stays
+        the encoder of what is set under the name (`set_value`) unless cleared or
+        set as bytes."""
         self.decoded.pop(name, None)
         if name in self._unwritten:
             self._write(name)
+        elif not encoder_stays:
+            self._taken.pop(name, None)
 
     def clear_state(self, name: str) -> None:
         i = self.journal_index
@@ -277,6 +297,7 @@ class Machine(Awaiting):
                 raise self._mismatch(i, CLEAR_ALL, None)
             return
         self.decoded.clear()
+        self._taken.clear()
         if self._unwritten:
             self._write_all()
             self.written = {}

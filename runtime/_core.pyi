@@ -49,6 +49,8 @@ __all__ = [
     "Invocation",
     "Store",
     "is_plain_json",
+    "is_flat_json_list",
+    "list_extends",
 ]
 
 # A journal entry: (kind, name, value, code, message). Kinds are the ENTRY_* constants.
@@ -362,3 +364,15 @@ def is_plain_json(obj: object, /) -> bool:
 
     What it is for: the runtime keeps a decoded state value in memory only when it is plain
     JSON, so that handing it out again is indistinguishable from decoding its bytes."""
+
+
+def is_flat_json_list(obj: object, /) -> bool:
+    """True iff `obj` is an exact list of plain scalars only (None, exact bool, int or str,
+    finite exact float): plain JSON in which no item can change in place. Never raises.
+
+    What it is for: such a list, once a handler has only appended to it, can be encoded by
+    encoding the new items alone (see runtime/state_values.py)."""
+
+def list_extends(current: object, prefix: object, /) -> bool:
+    """True iff both are exact lists and `current` starts with the very objects of `prefix`
+    (identity), in order. Compares pointers only; never raises."""

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from pysdk._app import App
 from pysdk._errors import Suspended, TerminalError
 from pysdk._handler import HandlerSpec
-from pysdk._machine import Machine, ReplayRequested
+from pysdk._machine import Lent, Machine, ReplayRequested
 from runtime import _core
 from runtime.backend import KINDS, WRITERS, Attempt, Killed
 from runtime.commits import Commits
@@ -33,6 +33,7 @@ from runtime.ids import new_invocation_id, now_ms
 from runtime.results import Result, Results
 from runtime.retry import RetryPolicy
 from runtime.state_cache import StateCache
+from runtime.state_values import kept_after
 
 log = logging.getLogger("stead.invoker")
 
@@ -163,7 +164,7 @@ class Invoker:
                                   headers=inv.headers, attempt=inv.retry_count,
                                   always_replay=self.always_replay, body=inv.input,
                                   completions=completions, cancelled=inv.cancel_requested,
-                                  decoded=decoded)
+                                  decoded=cast("Optional[dict[str, Lent]]", decoded))
                 attempt.machine = machine
                 output: Optional[bytes]
                 message: Optional[str]
@@ -207,7 +208,7 @@ class Invoker:
             del self.live[inv.id]
         seq, nxt = self.store.complete(inv, entries or [], output, code, message, built)
         if inv.kind in WRITERS and machine is not None:
-            self.cache.put(inv.service, inv.key, machine.state, seq, kept_decoded(machine))
+            self.cache.put(inv.service, inv.key, machine.state, seq, kept_after(machine))
         if nxt is not None:
             # The key passes to the next inboxed invocation at once: it runs against the
             # committed (maybe not yet synced) state; its own result waits for both commits.
@@ -316,22 +317,3 @@ class Invoker:
 
 _UNPARSED = object()
 
-
-def kept_decoded(machine: Machine) -> Optional[dict[str, Any]]:
-    """The decoded values a completed writer leaves for the next one (see StateCache):
-    those lent to it that its handler never took, and of the values it set and that
-    were serialized at its completion, the largest list or dict that is plain JSON.
-    Only one: two values set by one handler can share nested parts, and a later
-    handler changing one of them must not change the other."""
-    kept = machine.decoded
-    best, best_len = None, 0
-    state = machine.state
-    for name, value in machine.written.items():
-        cls = type(value)
-        if (cls is list or cls is dict) and len(state[name]) > best_len:
-            best, best_len = name, len(state[name])
-    if best is not None:
-        value = machine.written[best]
-        if _core.is_plain_json(value):
-            kept[best] = value
-    return kept or None

@@ -18,15 +18,18 @@ comes back only with that writer's completion: a writer that fails, suspends or
 is killed takes its decoded values with it, and the next one decodes the bytes.
 The runtime puts back only values it knows are equal to what their bytes decode
 to: plain JSON (`_core.is_plain_json`), never mutated after they were written
-(see `Machine.written`). Readers (shared handlers) always decode the bytes.
+(see `Machine.written` and runtime/state_values.py, which also encodes a list
+that was only appended to by encoding the new items). Readers (shared handlers)
+always decode the bytes.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Optional
 
 from runtime import _core
+from runtime.state_values import Kept
 
 
 class StateCache:
@@ -53,7 +56,7 @@ class StateCache:
         state: dict[str, bytes] = self._entry(service, key)[0]
         return state
 
-    def lend(self, service: str, key: str) -> tuple[dict[str, bytes], Optional[dict[str, Any]]]:
+    def lend(self, service: str, key: str) -> tuple[dict[str, bytes], Optional[dict[str, Kept]]]:
         """The committed state of one key for its next writer, with the decoded values
         kept for it, which now belong to that writer (until it puts them back)."""
         entry = self._entry(service, key)
@@ -62,7 +65,7 @@ class StateCache:
         return entry[0], decoded
 
     def put(self, service: str, key: str, state: dict[str, bytes], seq: int,
-            decoded: Optional[dict[str, Any]] = None) -> None:
+            decoded: Optional[dict[str, Kept]] = None) -> None:
         """Record that the commit `seq` left the key's state as `state` (now owned by the
         cache), with `decoded` values equal to what their bytes in `state` decode to."""
         ident = (service, key)

@@ -387,7 +387,7 @@ def test_set_value_is_serialized_when_taken(backend: FakeBackend) -> None:
 
     run(body())
     assert m.take_pending() == [(SET_STATE, "items", b'["a","b"]', 0, None)]
-    assert m.written == {"items": items}
+    assert m.written == {"items": (items, None)}
     assert m.state == {"items": b'["a","b"]'}
     items.append("c")  # after it was written: not stored
     assert m.state == {"items": b'["a","b"]'} and m.take_pending() == [] and m.written == {}
@@ -436,9 +436,26 @@ def test_setting_a_name_twice_keeps_each_value_as_it_was_replaced(backend: FakeB
     assert list(m.written) == ["x"]
 
 
+class FakeLent:
+    """A lent value that records how it was used (runtime/state_values.py has the real one)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        self.taken = 0
+        self.encoded: list[object] = []
+
+    def take(self) -> object:
+        self.taken += 1
+        return self.value
+
+    def encode(self, value: object) -> bytes:
+        self.encoded.append(value)
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
 def test_lent_decoded_values_are_handed_out_once(backend: FakeBackend) -> None:
     backend.state = {"items": b'["a"]', "n": b"1"}
-    lent = ["a"]
+    lent = FakeLent(["a"])
     m = backend.machine(decoded={"items": lent})
     ctx = ObjectContext(m)
 
@@ -448,15 +465,35 @@ def test_lent_decoded_values_are_handed_out_once(backend: FakeBackend) -> None:
         return first, second
 
     first, second = run(body())
-    assert first is lent, "the lent value itself: no decoding"
-    assert second == ["a"] and second is not lent, "a second get decodes the bytes"
+    assert first is lent.value and lent.taken == 1, "the lent value itself: no decoding"
+    assert second == ["a"] and second is not lent.value, "a second get decodes the bytes"
     assert m.decoded == {}
     assert m.take_pending() == [(GET_STATE, "items", b'["a"]', 0, None)] * 2
 
 
+def test_a_taken_value_encodes_what_is_set_under_its_name(backend: FakeBackend) -> None:
+    backend.state = {"items": b'["a"]', "other": b"[]"}
+    lent, other = FakeLent(["a"]), FakeLent([])
+    m = backend.machine(decoded={"items": lent, "other": other})
+    ctx = ObjectContext(m)
+
+    async def body() -> None:
+        items = await ctx.get("items")
+        items.append("b")
+        ctx.set("items", items)
+        ctx.set("copy", items)  # another name: encoded in full
+        await ctx.get("other")
+        ctx.clear("other")  # taken, then cleared: nothing for it to encode
+
+    run(body())
+    assert m.take_pending()[1] == (SET_STATE, "items", b'["a","b"]', 0, None)
+    assert lent.encoded == [["a", "b"]] and other.encoded == []
+    assert m.written == {"items": (lent.value, lent), "copy": (lent.value, None)}
+
+
 def test_setting_or_clearing_a_name_drops_its_lent_value(backend: FakeBackend) -> None:
     backend.state = {"a": b"[1]", "b": b"[2]", "c": b"[3]"}
-    m = backend.machine(decoded={"a": [1], "b": [2], "c": [3]})
+    m = backend.machine(decoded={"a": FakeLent([1]), "b": FakeLent([2]), "c": FakeLent([3])})
     ctx = ObjectContext(m)
 
     async def body() -> None:
@@ -464,7 +501,7 @@ def test_setting_or_clearing_a_name_drops_its_lent_value(backend: FakeBackend) -
         ctx.clear("b")
 
     run(body())
-    assert m.decoded == {"c": [3]}
+    assert list(m.decoded) == ["c"]
     ctx.clear_all()
     assert m.decoded == {}
 

@@ -216,3 +216,31 @@ def test_positional_only() -> None:
         is_plain_json(obj=1)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
         is_plain_json()  # type: ignore[call-arg]
+
+
+# ---- is_flat_json_list and list_extends (the appended-items encoding of state_values) ----
+
+
+def test_flat_json_list_is_a_list_of_plain_scalars_only() -> None:
+    assert _core.is_flat_json_list([])
+    assert _core.is_flat_json_list(["a", 1, 2.5, None, True])
+    assert not _core.is_flat_json_list(["a", ["b"]])
+    assert not _core.is_flat_json_list(["a", {}])
+    assert not _core.is_flat_json_list(["a", float("inf")])
+    assert not _core.is_flat_json_list(("a",))
+    assert not _core.is_flat_json_list("a")
+    assert not _core.is_flat_json_list({"a": 1})
+
+
+def test_list_extends_compares_identity_of_the_prefix() -> None:
+    items = ["a" * 3, "b" * 3]
+    snapshot = items.copy()
+    assert _core.list_extends(items, snapshot)
+    items.append("c")
+    assert _core.list_extends(items, snapshot)
+    assert not _core.list_extends(snapshot, items), "shorter than the prefix"
+    equal_but_other = [str("".join(["a", "aa"])), snapshot[1], "c"]
+    assert equal_but_other == items and not _core.list_extends(equal_but_other, snapshot)
+    assert _core.list_extends(items, [])
+    assert not _core.list_extends(tuple(items), snapshot)
+    assert not _core.list_extends(items, tuple(snapshot))

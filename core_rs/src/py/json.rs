@@ -99,3 +99,48 @@ unsafe fn plain_dict(o: *mut ffi::PyObject, depth: u32) -> bool {
     }
     true
 }
+
+/// True iff `obj` is an exact list whose items are all plain scalars (None, exact bool,
+/// int or str, finite exact float): a plain list in which nothing can change in place,
+/// so that the same item objects always encode to the same JSON. Never raises.
+#[pyfunction]
+#[pyo3(signature = (obj, /))]
+pub fn is_flat_json_list(obj: &Bound<'_, PyAny>) -> bool {
+    let o = obj.as_ptr();
+    // SAFETY: `o` is live and borrowed for the call, with the GIL held (`Bound`); the list
+    // accessors are used only after the exact type check, and `plain` at depth MAX_DEPTH
+    // treats any container item as not plain, so it never recurses.
+    unsafe {
+        if ffi::Py_TYPE(o) != &raw mut ffi::PyList_Type {
+            return false;
+        }
+        let n = ffi::PyList_GET_SIZE(o);
+        for i in 0..n {
+            if !plain(ffi::PyList_GET_ITEM(o, i), MAX_DEPTH) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// True iff `current` and `prefix` are exact lists and `current` starts with the very
+/// objects of `prefix` (identity, not equality), in order. Compares pointers only.
+#[pyfunction]
+#[pyo3(signature = (current, prefix, /))]
+pub fn list_extends(current: &Bound<'_, PyAny>, prefix: &Bound<'_, PyAny>) -> bool {
+    let (c, p) = (current.as_ptr(), prefix.as_ptr());
+    // SAFETY: both are live and borrowed for the call with the GIL held; they are read as
+    // lists only after the exact type checks, and only at indices below their sizes.
+    unsafe {
+        let list = &raw mut ffi::PyList_Type;
+        if ffi::Py_TYPE(c) != list || ffi::Py_TYPE(p) != list {
+            return false;
+        }
+        let n = ffi::PyList_GET_SIZE(p);
+        if ffi::PyList_GET_SIZE(c) < n {
+            return false;
+        }
+        (0..n).all(|i| ffi::PyList_GET_ITEM(c, i) == ffi::PyList_GET_ITEM(p, i))
+    }
+}

@@ -17,6 +17,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<classes::Invocation>()?;
     m.add_class::<classes::Store>()?;
     m.add_function(wrap_pyfunction!(json::is_plain_json, m)?)?;
+    m.add_function(wrap_pyfunction!(json::is_flat_json_list, m)?)?;
+    m.add_function(wrap_pyfunction!(json::list_extends, m)?)?;
     m.add("StorageError", py.get_type::<convert::StorageError>())?;
     m.add("SchemaVersionError", py.get_type::<convert::SchemaVersionError>())?;
 
