@@ -10,10 +10,30 @@ use pyo3::prelude::*;
 
 use crate::{awaiting, entry, invocation};
 
+/// Hot keys commit large values (a state value of several hundred KiB) many times a
+/// second: one buffer for the value's JSON in Python, one arena per commit here, each
+/// freed soon after. Past glibc's default mmap threshold (128 KiB, raised only as such
+/// blocks are freed) each of those is an mmap and a munmap, with a page fault per page
+/// touched and a TLB shootdown per unmap, and the heap's top is trimmed back to the
+/// kernel as soon as 2× that is free. Serve blocks up to 32 MiB from the heap instead,
+/// and keep up to 64 MiB of freed heap (W3, one pair of runs: 4,134 -> 4,432 req/s).
+/// Process-wide, set once at
+/// import; only glibc has these knobs.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; any value is valid for these three.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
+    }
+}
+
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    tune_allocator();
     m.add_class::<classes::Invocation>()?;
     m.add_class::<classes::Store>()?;
     m.add_function(wrap_pyfunction!(json::is_plain_json, m)?)?;
