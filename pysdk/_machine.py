@@ -236,14 +236,21 @@ class Machine(Awaiting):
         raw = self.get_state(name)
         return _loads(raw) if raw else None
 
-    def set_state(self, name: str, value: bytes) -> None:
+    def _replayed(self, kind: int, name: str) -> bool:
+        """Consume the next journal index for a state write: True if it was recorded
+        (replay: the write is already in the loaded state), after checking it matches."""
         i = self.journal_index
-        self.journal_index = i + 1
         if i < self._replay_len:
             entry = self._replay[i]
-            if entry[0] != SET_STATE or entry[1] != name:
-                self.journal_index = i
-                raise self._mismatch(i, SET_STATE, name)
+            if entry[0] != kind or entry[1] != name:
+                raise self._mismatch(i, kind, name)
+            self.journal_index = i + 1
+            return True
+        self.journal_index = i + 1
+        return False
+
+    def set_state(self, name: str, value: bytes) -> None:
+        if self._replayed(SET_STATE, name):
             return
         self._supersede(name)
         self.state[name] = value
@@ -251,13 +258,7 @@ class Machine(Awaiting):
 
     def set_value(self, name: str, value: Any) -> None:
         """`set_state` with the default JSON serde, serialized by `take_pending`."""
-        i = self.journal_index
-        self.journal_index = i + 1
-        if i < self._replay_len:
-            entry = self._replay[i]
-            if entry[0] != SET_STATE or entry[1] != name:
-                self.journal_index = i
-                raise self._mismatch(i, SET_STATE, name)
+        if self._replayed(SET_STATE, name):
             return
         self._supersede(name, encoder_stays=True)
         self._unwritten[name] = (value, len(self._pending))
@@ -276,13 +277,7 @@ class Machine(Awaiting):
             self._taken.pop(name, None)
 
     def clear_state(self, name: str) -> None:
-        i = self.journal_index
-        self.journal_index = i + 1
-        if i < self._replay_len:
-            entry = self._replay[i]
-            if entry[0] != CLEAR_STATE or entry[1] != name:
-                self.journal_index = i
-                raise self._mismatch(i, CLEAR_STATE, name)
+        if self._replayed(CLEAR_STATE, name):
             return
         self._supersede(name)
         self.state.pop(name, None)
