@@ -3,6 +3,11 @@
 The boundary is crossed a small, constant number of times per invocation: once to
 build its `Invocation`, once per durable point (`progress`), once at the end
 (`complete`). Journal entries cross as 5-tuples `Entry`; values cross as bytes.
+
+The durability barrier: every read of data that may not be durable yet (the idempotency
+and promise overlays, the answers of signals) also returns the sequence number of the
+commit it depends on; wait until `durable_seq() >= seq` before anything leaves the process
+on its account (0: already durable).
 """
 import os
 from typing import Optional, Self, final
@@ -42,10 +47,18 @@ __all__ = [
     "WAKE_CANCEL",
     "WAKE_KILL",
     "WAKE_DONE",
+    "SIGNAL_APPLIED",
+    "SIGNAL_ALREADY_COMPLETED",
+    "SIGNAL_UNKNOWN",
     "Wake",
     "Completion",
+    "Output",
     "StorageError",
     "SchemaVersionError",
+    "NotRunningError",
+    "failpoints_enabled",
+    "set_failpoint",
+    "remove_failpoint",
     "Invocation",
     "Store",
     "is_plain_json",
@@ -97,7 +110,12 @@ STATUS_SCHEDULED: int  # a delayed send: waits for its timer, then is admitted
 
 # Completion of an awaitable entry: (entry index, value, failure code, failure message).
 # Success: value is bytes (b"" for a fired sleep), code 0. Failure: value None, code != 0.
+# An awakeable resolved before its entry was journaled has a completion at an index beyond
+# the journal (see `Store.complete_awakeable`).
 Completion = tuple[int, Optional[bytes], int, Optional[str]]
+
+# A result or a promise outcome: (value, 0, None) success | (None, code, message) failure.
+Output = tuple[Optional[bytes], int, Optional[str]]
 
 # What the runtime must do after a write; see `Store.take_wakes`.
 # (what, invocation, entry index, value, code, message, seq)
@@ -113,11 +131,21 @@ WAKE_KILL: int  # an invocation running in memory was killed: stop its coroutine
 WAKE_DONE: int  # completed inside the store (killed, or cancelled before it started): value/code/message
 #                 are its result; resolve whoever waits for it (attach)
 
+# The status of a signal's answer (complete_awakeable, cancel, kill): (status, seq).
+SIGNAL_APPLIED: int  # 1: applied in commit seq
+SIGNAL_ALREADY_COMPLETED: int  # 0: not applicable, already completed; true once seq is durable (0: it is)
+SIGNAL_UNKNOWN: int  # -1: no such invocation (seq 0)
+
 class StorageError(Exception):
     """RocksDB failed (I/O error, corruption, disk full) or the writer thread stopped."""
 
 class SchemaVersionError(StorageError):
     """The data directory was written by a Stead with another schema version."""
+
+class NotRunningError(ValueError):
+    """The invocation is not running (suspended, backing off, completed, inboxed or scheduled):
+    the attempt that asked may not journal, suspend or back off. A ValueError, so callers that
+    catch ValueError keep working."""
 
 @final
 class Invocation:
@@ -188,15 +216,20 @@ class Store:
 
     def __new__(cls, path: str | os.PathLike[str], durability: str = "sync") -> Self:
         """Open or create. durability: "sync" (fsync per group) or "wal" (no fsync).
-        Raises SchemaVersionError, StorageError, ValueError (unknown durability)."""
+        Raises SchemaVersionError, StorageError, ValueError (unknown durability; a malformed
+        $STEAD_FAILPOINTS, or one set in a build without failpoints: see `set_failpoint`)."""
     def close(self) -> None:
         """Drain the writer (every queued commit is written), stop it, close RocksDB.
         Idempotent; afterwards every other method raises StorageError. Remove notify_fd
         from the event loop first: the fd is closed with the store."""
     def notify_fd(self) -> int:
-        """An eventfd that becomes readable when durable_seq advances."""
+        """An eventfd that becomes readable when durable_seq advances, and once more when the
+        writer fails."""
     def drain_notify(self) -> int:
-        """Reset notify_fd and return durable_seq. Raises StorageError if the writer failed."""
+        """Reset notify_fd and return durable_seq. Raises StorageError if the writer failed: a
+        failed write or sync, or a panic in the writer thread (the message says which). The
+        failure is sticky: every later write raises it too, and the outcome of the commits
+        not yet durable is unknown until recovery at the next open decides it."""
     def durable_seq(self) -> int: ...
     def last_seq(self) -> int:
         """Highest sequence number handed out so far."""
@@ -222,10 +255,14 @@ class Store:
     def schedule(self, inv: Invocation, fire_ms: int) -> int:
         """A delayed send from the ingress: record (status scheduled, persisted, idempotency row
         if any) + a timer row; admitted when `fire_timers` reaches fire_ms. Returns seq."""
-    def idempotency_lookup(self, service: str, key: str, handler: str, idempotency_key: str) -> Optional[str]:
-        """The invocation id registered for this idempotency key (queued or written), or None.
-        Workflow runs use idempotency_key "" (one run per workflow key). Admission does not
-        check it: look up first, and attach to the registered invocation instead of admitting."""
+    def idempotency_lookup(self, service: str, key: str, handler: str,
+                           idempotency_key: str) -> Optional[tuple[str, int]]:
+        """(invocation id, seq) registered for this idempotency key, queued or written: seq is
+        the commit that wrote the row (0 when read from RocksDB: durable); wait for it before
+        answering on the registration's account (e.g. a 202 PreviouslyAccepted). None if there
+        is none, or a queued purge deletes it. Workflow runs use idempotency_key "" (one run per
+        workflow key). Admission does not check it: look up first, and attach to the registered
+        invocation instead of admitting."""
 
     # Durable points. `children` are the callees of CALL/SEND entries among `entries`:
     # (callee, fire_ms) with fire_ms 0 = now. Each callee's record is written in the same
@@ -241,7 +278,7 @@ class Store:
     #   SET/CLEAR/CLEAR_ALL   state table (KIND_EXCLUSIVE and KIND_WORKFLOW only)
     #   SLEEP                 timer row (fire time from the value) + the entry awaits
     #   CALL, AWAKEABLE       the entry awaits its completion
-    #   COMPLETE_AWAKEABLE    completes the target awakeable if it is pending (else nothing)
+    #   COMPLETE_AWAKEABLE    resolves the target awakeable like `complete_awakeable` (else nothing)
     #   GET_PROMISE           promise of (inv.service, inv.key, name) completed: completion row now
     #                         + WAKE_DELIVER; else the entry waits on the promise
     #   COMPLETE_PROMISE      first completion wins: promise row written, its waiters completed
@@ -253,20 +290,30 @@ class Store:
     # status running + WAKE_RUN, for backing-off ones nothing (their retry replays them).
     # In `complete`, entries that would start waiting (SLEEP, CALL, AWAKEABLE, GET_PROMISE) have no
     # effect, and the invocation's own entries get no completions; the other effects apply.
-    # A COMPLETE_AWAKEABLE whose id does not parse, or whose awakeable is not pending, does nothing.
+    # A COMPLETE_AWAKEABLE whose id does not parse, or whose awakeable is already completed, does
+    # nothing.
+    # An AWAKEABLE journaled at an index that already has an early completion (see
+    # `complete_awakeable`) is completed in the same commit (WAKE_DELIVER, like GET_PROMISE of a
+    # completed promise); an entry of another kind at such an index drops the early completion.
+    #
+    # Only a running attempt writes: `progress`, `suspend` and `backoff` raise NotRunningError
+    # for an invocation whose status is not STATUS_RUNNING (suspended, backing off, completed,
+    # e.g. killed, inboxed, scheduled). Status 0 (never admitted through the store) counts as
+    # running: `progress` then writes it running.
     def progress(self, inv: Invocation, entries: list[Entry],
                  children: Optional[list[tuple[Invocation, int]]] = None) -> int:
         """Append entries to the journal (from inv.journal_len), writing the record first
         if not persisted (status running), with the effects above. Returns seq. Raises
-        ValueError for an invocation that is already completed (e.g. killed), and for a malformed
+        NotRunningError for an invocation that is not running, ValueError for a malformed
         SLEEP (value not 8 bytes), CALL (value not a utf-8 id) or CANCEL_INVOCATION (no name)."""
     def backoff(self, inv: Invocation, retry_count: int, fire_ms: int) -> int:
         """Record a failed attempt: status backing-off, retry_count, a retry timer at fire_ms
         (timers table + in-memory index). Entries not yet made durable are dropped by the caller.
-        When the timer fires, `fire_timers` makes it running with a WAKE_RUN. ValueError if completed."""
+        When the timer fires, `fire_timers` makes it running with a WAKE_RUN. NotRunningError if
+        it is not running."""
     def resume(self, inv: Invocation) -> int:
         """Mark a backing-off invocation running again (status only; its timer row is deleted).
-        Not needed after `fire_timers`, which already does this. ValueError if completed."""
+        Not needed after `fire_timers`, which already does this. NotRunningError if completed."""
     def complete(
         self,
         inv: Invocation,
@@ -282,27 +329,39 @@ class Store:
         inboxed invocation (if any) leaves the inbox, becomes running, and is returned.
         Returns (seq, next). Completing an invocation that is still inboxed or scheduled
         takes it out of its inbox or timer and hands nothing over. Its pending sleep timers are
-        deleted. ValueError for an invocation that is already completed (e.g. killed)."""
+        deleted. Allowed for a running, inboxed or scheduled invocation; NotRunningError for one
+        that is suspended, backing off or already completed (e.g. killed)."""
     def suspend(self, inv: Invocation, awaiting: list[int]) -> int:
         """The runtime drops the coroutine of `inv`, which waits for any of the entries
         `awaiting`. If none of them is completed yet: status suspended (record written),
         returns seq; a later completion makes it running again with a WAKE_RUN. If one is
         already completed (its WAKE_DELIVER is on its way), or cancel_requested is set (its
         WAKE_CANCEL is on its way), nothing changes and 0 is returned: keep the coroutine.
-        ValueError if `awaiting` is empty, the invocation is completed, or it was never persisted
-        (nothing journaled to wait for). "Completed" means: not a pending awaitable entry."""
+        NotRunningError if it is not running; ValueError if `awaiting` is empty or it was never
+        persisted (nothing journaled to wait for). "Completed" means: not a pending awaitable
+        entry."""
     def take_wakes(self) -> list[Wake]:
         """The wakes produced by writes since the last call, in commit order. Act on each
         once its seq is durable. Each holds a new Invocation wrapper sharing the store's state
         (compare by id, not identity)."""
 
-    # Signals from outside the invocation.
+    # Signals from outside the invocation. Each returns (status, seq), status one of SIGNAL_*:
+    # (SIGNAL_APPLIED, its commit); (SIGNAL_ALREADY_COMPLETED, a commit whose durability makes
+    # that answer durable, 0 if it is); (SIGNAL_UNKNOWN, 0). Wait for seq before replying.
+    # They never wait for the writer (safe on the event loop): an invocation that is not live
+    # is answered from the invocations finished since open, else from one RocksDB point read.
     def complete_awakeable(self, inv_id: str, index: int, value: Optional[bytes], code: int,
-                           message: Optional[str]) -> int:
+                           message: Optional[str]) -> tuple[int, int]:
         """Resolve (value, 0, None) or reject (None, code, message) awakeable entry `index` of
-        `inv_id`. Returns seq > 0 on success; 0 if the invocation exists but that entry is not
-        a pending awakeable (already completed, or the invocation finished); -1 if no such
-        invocation is known. The invocation must have journaled the AWAKEABLE entry (progress)."""
+        `inv_id`. Applied: the entry was a pending awakeable (completed, with its wake); or
+        the invocation is started (running, suspended or backing off) and has not journaled
+        entry `index` yet (index >= journal_len: a handler can hand the id out before its
+        AWAKEABLE entry reaches the store): the completion is stored now (a completion row,
+        which load_completions returns) and delivered when an AWAKEABLE is journaled at that
+        index; an entry of another kind there drops it. Already completed: the entry was
+        completed (or is not an awakeable), the index already has an early completion, the
+        invocation finished, or it never started (inboxed, scheduled). Unknown: no such
+        invocation (never persisted, or purged)."""
     def fire_timers(self, now_ms: int) -> int:
         """Handle every timer due at now_ms, earliest first, in one commit: a sleep completes its
         entry (b""), a retry makes its invocation running (WAKE_RUN), a scheduled send is
@@ -314,7 +373,7 @@ class Store:
         cancel_requested is set (record written) on it and, transitively, on the callees it
         awaits through CALL entries: running ones get WAKE_CANCEL, suspended and backing-off ones
         become running with WAKE_RUN (the handler sees the request when replayed; a retry timer is
-        dropped). Returns seq > 0, 0 if it is already completed, -1 if unknown.
+        dropped). Returns (status, seq) as above: applied to any unfinished invocation.
 
         The store knows persisted invocations only: one running in memory that never reached a
         durable point (persisted False) gives -1; persist it with progress(inv, []) and retry."""
@@ -322,38 +381,61 @@ class Store:
         """Complete it at once with failure (409, "killed"), no compensation, and likewise its
         unfinished callees awaited through CALL entries (transitively); keys are handed over,
         callers get the completion. Running ones get WAKE_KILL; the others WAKE_DONE; an
-        invocation that gets a killed one's key gets WAKE_RUN. Returns seq > 0, 0 if already
-        completed, -1 if unknown (same persisted-only caveat as `cancel`)."""
+        invocation that gets a killed one's key gets WAKE_RUN. Returns (status, seq) as above
+        (same persisted-only caveat as `cancel`)."""
 
     # Reads (GIL released).
     def load_state(self, service: str, key: str) -> list[tuple[str, bytes]]:
         """Every state entry of one object key, as stored (committed-and-written commits only)."""
     def load_journal(self, inv_id: str) -> list[Entry]: ...
     def load_completions(self, inv_id: str) -> list[Completion]:
-        """The completions written for the awaitable entries of `inv_id`, by entry index."""
-    def peek_promise(self, service: str, key: str, name: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
-        """A workflow promise: (value, 0, None) resolved, (None, code, message) rejected, None pending
-        or unknown. Sees queued commits (the in-memory view), not only written ones."""
+        """The completions written for the awaitable entries of `inv_id`, by entry index; an index
+        at or beyond the journal's end is an awakeable resolved before its entry was journaled."""
+    def peek_promise(self, service: str, key: str, name: str) -> tuple[Optional[Output], int]:
+        """(outcome, seq) of a workflow promise: outcome (value, 0, None) resolved, (None, code,
+        message) rejected, None pending or unknown. Sees queued commits (the in-memory view), not
+        only written ones: seq is the commit that wrote the row the outcome comes from (0 when
+        read from RocksDB: durable)."""
     def get_invocation(self, inv_id: str) -> Optional[Invocation]:
         """A persisted, unfinished invocation: the live object (shares the store's state; use it
         for progress/complete); otherwise the record as written (a detached copy), or None."""
-    def get_output(self, inv_id: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
+    def get_output(self, inv_id: str) -> Optional[Output]:
         """For a completed invocation: (output, failure_code, failure_message)."""
 
     # Recovery and timers.
     def recover(self) -> list[Invocation]:
         """Unfinished invocations that must run now: status running (in id order). Also
         rebuilds key ownership and inbox queues, the timer index (retries, sleeps, scheduled
-        sends), the suspended and awaiting sets (from the journals and completions of
-        unfinished invocations). Suspended ones stay suspended, except one that awaits nothing
-        any more or has cancel_requested: it is made running and returned. Call once, after
-        open, before any admit (a second call raises ValueError)."""
+        sends), the suspended and awaiting sets and early awakeable completions (from the
+        journals and completions of unfinished invocations). Suspended ones stay suspended,
+        except one that awaits nothing any more or has cancel_requested: it is made running and
+        returned. Call once, after open, before any admit (a second call raises ValueError).
+        StorageError if RocksDB fails."""
     def next_timer_ms(self) -> Optional[int]: ...
 
     def purge_completed(self, completed_before_ms: int, limit: int) -> int:
         """Delete up to `limit` completed invocations (record, journal, completions and
         idempotency row) completed before the given time; for a workflow run also the
-        workflow key's state and promises. Returns how many were deleted."""
+        workflow key's state and promises, unless a newer run holds the key (its idempotency
+        row names another invocation, or an invocation owns or waits for the key). Returns how
+        many were deleted. Holds the store lock only to queue each small batch of deletes."""
+
+def failpoints_enabled() -> bool:
+    """Whether this build has failpoints (cargo feature `failpoints`; the dev/test build does)."""
+
+def set_failpoint(name: str, actions: str) -> None:
+    """Configure a failpoint (process-wide) with actions in the `fail` crate's syntax: "pause",
+    "sleep(500)", "panic", "return", "1*off->pause", ... A thread paused at the point is released.
+    Points: "commit.before_write" (a group was taken, not written yet), "commit.write_error"
+    ("return": the group fails as if RocksDB's write failed), "commit.before_sync" (written,
+    not synced), "commit.before_publish" (durable, durable_seq not published), "store.recover"
+    ("return": recover raises StorageError). They can also be set at Store open from
+    $STEAD_FAILPOINTS ("name=actions;name=actions"). ValueError in a build without failpoints,
+    for an unknown name or for bad actions."""
+
+def remove_failpoint(name: str) -> None:
+    """Make a failpoint do nothing again; a thread paused at it is released. ValueError as for
+    `set_failpoint`."""
 
 def is_plain_json(obj: object, /) -> bool:
     """True iff `obj` survives a JSON round trip unchanged in type and value: None, an exact

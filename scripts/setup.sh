@@ -33,4 +33,8 @@ fi
 python -m pip install -q --upgrade pip
 python -m pip install -q "maturin>=1.9,<2"
 # Editable install: dependencies from pyproject.toml, the extension built into runtime/.
-python -m pip install -q --no-build-isolation -e '.[test]'
+# The dev/test build has failpoints (core_rs/src/failpoints.rs) so tests can inject
+# writer failures; release wheels (plain `maturin build`) do not. Features given here
+# replace [tool.maturin] features instead of adding to them: name extension-module too.
+MATURIN_PEP517_ARGS="--features extension-module,failpoints" python -m pip install -q --no-build-isolation -e '.[test]'
+python -c 'from runtime import _core; assert _core.failpoints_enabled(), "the dev build of runtime._core lacks failpoints"'

@@ -6,6 +6,11 @@
 //! section in which it queues the matching commit, so the registry always
 //! describes the queued prefix of the log; recovery rebuilds it from the
 //! journal ("jn") and completion ("jc") rows of unfinished invocations.
+//!
+//! An awakeable can be resolved before its entry is journaled (its id was
+//! handed out by a handler whose AWAKEABLE entry is still in memory): such an
+//! *early* completion is kept (a completion row beyond the journal, and here)
+//! until the entry at its index is journaled.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -53,28 +58,85 @@ pub struct Pending {
     pub wait: Wait,
 }
 
+/// A completion for an entry index not journaled yet (only awakeables get them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Early {
+    pub value: Option<Vec<u8>>,
+    pub code: u32,
+    pub message: Option<String>,
+    /// The commit that wrote its completion row (0: read at recovery).
+    pub seq: u64,
+}
+
 #[derive(Debug)]
 pub struct Live {
     pub meta: Arc<InvocationMeta>,
     /// Pending awaitable entries by journal index.
     pub pending: BTreeMap<u32, Pending>,
+    /// Early completions by (future) journal index.
+    pub early: BTreeMap<u32, Early>,
 }
 
 #[derive(Default, Debug)]
 pub struct Registry {
     live: HashMap<String, Live>,
+    /// How many invocations hold early completions: journaling checks for them
+    /// only when some exist.
+    with_early: usize,
 }
 
 impl Registry {
     /// Track `meta` (no-op if tracked already).
     pub fn insert(&mut self, meta: &Arc<InvocationMeta>) {
         if !self.live.contains_key(&meta.id) {
-            self.live.insert(meta.id.clone(), Live { meta: meta.clone(), pending: BTreeMap::new() });
+            self.live.insert(meta.id.clone(), Live { meta: meta.clone(), pending: BTreeMap::new(), early: BTreeMap::new() });
         }
     }
 
     pub fn remove(&mut self, id: &str) -> Option<Live> {
-        self.live.remove(id)
+        let l = self.live.remove(id)?;
+        if !l.early.is_empty() {
+            self.with_early -= 1;
+        }
+        Some(l)
+    }
+
+    /// Keep an early completion for entry `index` of `id`. False if `id` is not
+    /// tracked or already has one for `index`.
+    pub fn add_early(&mut self, id: &str, index: u32, e: Early) -> bool {
+        let Some(l) = self.live.get_mut(id) else { return false };
+        if l.early.contains_key(&index) {
+            return false;
+        }
+        if l.early.is_empty() {
+            self.with_early += 1;
+        }
+        l.early.insert(index, e);
+        true
+    }
+
+    pub fn early(&self, id: &str, index: u32) -> Option<&Early> {
+        self.live.get(id)?.early.get(&index)
+    }
+
+    /// Take the early completions of `id` for indices in `from..to` (the entries
+    /// being journaled now), in index order.
+    pub fn take_early(&mut self, id: &str, from: u32, to: u32) -> Vec<(u32, Early)> {
+        if self.with_early == 0 || from >= to {
+            return Vec::new();
+        }
+        let Some(l) = self.live.get_mut(id) else { return Vec::new() };
+        if l.early.is_empty() {
+            return Vec::new();
+        }
+        let rest = l.early.split_off(&to);
+        let mut taken = std::mem::replace(&mut l.early, rest);
+        let keep = taken.split_off(&from); // taken: below `from`, kept
+        l.early.extend(taken);
+        if l.early.is_empty() {
+            self.with_early -= 1;
+        }
+        keep.into_iter().collect()
     }
 
     pub fn get(&self, id: &str) -> Option<&Live> {
@@ -163,6 +225,32 @@ mod tests {
         assert!(r.take("a", 1).is_none());
         assert!(r.remove("a").is_some());
         assert!(r.is_empty());
+    }
+
+    fn early(seq: u64) -> Early {
+        Early { value: Some(b"v".to_vec()), code: 0, message: None, seq }
+    }
+
+    #[test]
+    fn early_completions_are_taken_by_index_range() {
+        let mut r = Registry::default();
+        assert!(!r.add_early("a", 3, early(1)), "untracked");
+        r.insert(&meta("a"));
+        assert!(r.take_early("a", 0, 10).is_empty());
+        for i in [2, 5, 9] {
+            assert!(r.add_early("a", i, early(i as u64)));
+        }
+        assert!(!r.add_early("a", 5, early(7)), "one per index");
+        assert_eq!(r.early("a", 5).unwrap().seq, 5);
+        let got: Vec<u32> = r.take_early("a", 3, 9).into_iter().map(|(i, _)| i).collect();
+        assert_eq!(got, [5]);
+        assert!(r.early("a", 2).is_some() && r.early("a", 9).is_some() && r.early("a", 5).is_none());
+        assert_eq!(r.take_early("a", 0, 100).len(), 2);
+        assert_eq!(r.with_early, 0);
+        r.add_early("a", 1, early(1));
+        assert_eq!(r.with_early, 1);
+        r.remove("a");
+        assert_eq!(r.with_early, 0);
     }
 
     #[test]

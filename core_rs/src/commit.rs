@@ -9,11 +9,17 @@
 //! `durable_seq` in one go, so the cost of a wake-up and of an fsync is shared
 //! by every commit of the group rather than paid per commit.
 //!
+//! A failed write, or a panic in the writer, stops the writer for good: every
+//! waiter and every later push gets the error (see `fail`), and the eventfd is
+//! signalled so that the event loop learns at once.
+//!
 //! A `Commit` keeps its keys and values in one byte arena, so building one
 //! costs a couple of allocations however many rows it touches.
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::os::fd::RawFd;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,6 +29,7 @@ use rocksdb::{ColumnFamily, WriteBatch};
 
 use crate::db::{Cf, Db};
 use crate::error::{Error, Result};
+use crate::failpoints::{self, failpoint};
 
 /// How durable a written group is before `durable_seq` advances.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,6 +319,9 @@ impl Drop for Writer {
 }
 
 fn run(s: &Shared) {
+    // A panic that escapes the per-group catch below still fails the writer
+    // for everyone (waiters woken, later pushes refused) rather than hanging them.
+    let _guard = FailOnUnwind(s);
     // Resolve the column families once (a name lookup each otherwise).
     let cfs = Cf::ALL.map(|cf| s.db.cf(cf));
     let mut group: Vec<Commit> = Vec::new();
@@ -330,36 +340,97 @@ fn run(s: &Shared) {
             std::mem::swap(&mut q.pending, &mut group);
             q.last_seq
         };
-        let bytes: usize = group.iter().map(|c| c.buf.len() + 24 * c.ops.len()).sum();
-        let mut batch = WriteBatch::with_capacity_bytes(bytes + 64);
-        let skip = superseded(&group);
-        let mut skip_iter = skip.iter().copied();
-        for c in &group {
-            c.apply(&cfs, &mut batch, &mut skip_iter);
-        }
+        let written = panic::catch_unwind(AssertUnwindSafe(|| write_group(s, &cfs, &group)));
         group.clear(); // keeps the capacity for the next group
-        let result = s.db.write(batch, s.sync);
-        match result {
-            Ok(()) => {
-                s.durable_seq.store(top, Ordering::Release);
-                s.groups.fetch_add(1, Ordering::Relaxed);
-                // Take the lock so a `wait_durable` between its check and its wait
-                // cannot miss this wake-up.
-                drop(s.queue.lock());
-                s.written.notify_all();
-                s.notify.signal();
-            }
-            Err(e) => {
-                let mut q = s.queue.lock();
-                q.failed = Some(e.to_string());
-                q.stopping = true;
-                q.stopped = true;
-                q.pending.clear();
-                drop(q);
-                s.written.notify_all();
-                s.notify.signal();
-                return;
-            }
+        match written {
+            Ok(Ok(())) => publish(s, top),
+            Ok(Err(e)) => return fail(s, e.to_string()),
+            Err(payload) => return fail(s, format!("the commit writer panicked: {}", panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+/// Write one group durably. An error or a panic here fails the writer: the
+/// group's outcome is then unknown to its clients (it may or may not be on
+/// disk) and recovery at the next open decides it.
+fn write_group(s: &Shared, cfs: &[&ColumnFamily; Cf::ALL.len()], group: &[Commit]) -> Result<()> {
+    failpoint!(failpoints::COMMIT_BEFORE_WRITE);
+    let bytes: usize = group.iter().map(|c| c.buf.len() + 24 * c.ops.len()).sum();
+    let mut batch = WriteBatch::with_capacity_bytes(bytes + 64);
+    let skip = superseded(group);
+    let mut skip_iter = skip.iter().copied();
+    for c in group {
+        c.apply(cfs, &mut batch, &mut skip_iter);
+    }
+    failpoint!(failpoints::COMMIT_WRITE_ERROR, |_| Err(Error::Storage(format!(
+        "injected write error (failpoint {})",
+        failpoints::COMMIT_WRITE_ERROR
+    ))));
+    write_durably(s, batch)?;
+    failpoint!(failpoints::COMMIT_BEFORE_PUBLISH);
+    Ok(())
+}
+
+/// One write with the WAL sync (in `sync` mode): RocksDB makes the rows
+/// readable only once they are synced.
+#[cfg(not(feature = "failpoints"))]
+fn write_durably(s: &Shared, batch: WriteBatch) -> Result<()> {
+    s.db.write(batch, s.sync)
+}
+
+/// As without failpoints until a failpoint is configured in the process: then
+/// the write and the WAL sync are two calls, so that `commit.before_sync` sits
+/// between them (on that path only, rows are readable before they are synced).
+#[cfg(feature = "failpoints")]
+fn write_durably(s: &Shared, batch: WriteBatch) -> Result<()> {
+    if !failpoints::configured() {
+        return s.db.write(batch, s.sync);
+    }
+    s.db.write(batch, false)?;
+    failpoint!(failpoints::COMMIT_BEFORE_SYNC);
+    if s.sync {
+        s.db.sync_wal()?;
+    }
+    Ok(())
+}
+
+/// The group ending at `top` is durable: tell every waiter.
+fn publish(s: &Shared, top: u64) {
+    s.durable_seq.store(top, Ordering::Release);
+    s.groups.fetch_add(1, Ordering::Relaxed);
+    // Take the lock so a `wait_durable` between its check and its wait
+    // cannot miss this wake-up.
+    drop(s.queue.lock());
+    s.written.notify_all();
+    s.notify.signal();
+}
+
+/// Stop for good: the failure is sticky (every later push, `wait_durable` and
+/// `drain_notify` reports it) and the event loop learns at once from the eventfd.
+fn fail(s: &Shared, message: String) {
+    let mut q = s.queue.lock();
+    q.failed.get_or_insert(message);
+    q.stopping = true;
+    q.stopped = true;
+    q.pending.clear();
+    drop(q);
+    s.written.notify_all();
+    s.notify.signal();
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    match payload.downcast_ref::<&str>() {
+        Some(m) => m,
+        None => payload.downcast_ref::<String>().map_or("(no message)", String::as_str),
+    }
+}
+
+struct FailOnUnwind<'a>(&'a Shared);
+
+impl Drop for FailOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            fail(self.0, "the commit writer panicked".into());
         }
     }
 }

@@ -179,6 +179,12 @@ impl Db {
         self.db.write_opt(batch, &wo)?;
         Ok(())
     }
+
+    /// Sync the WAL (after writes made without sync).
+    pub fn sync_wal(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

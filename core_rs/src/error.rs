@@ -28,6 +28,11 @@ pub enum Error {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// The invocation is not running (suspended, backing off, completed, inboxed or
+    /// scheduled), so its attempt may not journal, suspend or back off: that attempt
+    /// is stale (e.g. it was killed, or its invocation was resumed elsewhere).
+    #[error("invocation {id} is not running (status {status}): its attempt may not write")]
+    NotRunning { id: String, status: &'static str },
     /// A caller passed a value outside the contract (unknown kind, durability, ...).
     #[error("{0}")]
     InvalidArgument(String),

@@ -26,6 +26,19 @@ pub const STATUS_COMPLETED: i32 = InvocationStatus::Completed as i32;
 pub const STATUS_SUSPENDED: i32 = InvocationStatus::Suspended as i32;
 pub const STATUS_SCHEDULED: i32 = InvocationStatus::Scheduled as i32;
 
+/// A status for messages ("running", "suspended", ...).
+pub fn status_name(status: i32) -> &'static str {
+    match status {
+        STATUS_INBOXED => "inboxed",
+        STATUS_RUNNING => "running",
+        STATUS_BACKING_OFF => "backing off",
+        STATUS_COMPLETED => "completed",
+        STATUS_SUSPENDED => "suspended",
+        STATUS_SCHEDULED => "scheduled",
+        _ => "not admitted",
+    }
+}
+
 pub const KIND_SERVICE: i32 = HandlerKind::Service as i32;
 pub const KIND_EXCLUSIVE: i32 = HandlerKind::Exclusive as i32;
 pub const KIND_SHARED: i32 = HandlerKind::Shared as i32;

@@ -10,6 +10,7 @@ pub mod commit;
 pub mod db;
 pub mod entry;
 pub mod error;
+pub mod failpoints;
 pub mod invocation;
 pub mod keys;
 pub mod overlay;

@@ -9,7 +9,7 @@ use stead_core::awaiting::{WAKE_CANCEL, WAKE_DELIVER, WAKE_DONE, WAKE_KILL, WAKE
 use stead_core::commit::Durability;
 use stead_core::entry::{self, EntryRef};
 use stead_core::invocation::*;
-use stead_core::store::Store;
+use stead_core::store::{Store, SIGNAL_ALREADY_COMPLETED, SIGNAL_APPLIED, SIGNAL_UNKNOWN};
 use stead_core::tables::completions::Outcome;
 use stead_core::Error;
 
@@ -23,6 +23,10 @@ fn reopen(dir: &Path) -> (Store, Vec<String>) {
     let s = Store::open(dir, Durability::Wal).unwrap();
     let ids = s.recover().unwrap().iter().map(|m| m.id.clone()).collect();
     (s, ids)
+}
+
+fn idem(s: &Store, service: &str, key: &str, handler: &str, idem: &str) -> Option<String> {
+    s.idempotency_lookup(service, key, handler, idem).unwrap().map(|(id, _)| id)
 }
 
 fn svc(id: &str) -> Arc<InvocationMeta> {
@@ -177,7 +181,7 @@ fn delayed_sends_are_scheduled_then_admitted() {
     s.admit(&owner, false).unwrap();
     let later = linked("inv_t", "Obj", "k2", KIND_EXCLUSIVE, "", 0, "idem-1");
     s.schedule(&later, 6_000).unwrap();
-    assert_eq!(s.idempotency_lookup("Obj", "k2", "h", "idem-1").unwrap().as_deref(), Some("inv_t"));
+    assert_eq!(idem(&s, "Obj", "k2", "h", "idem-1").as_deref(), Some("inv_t"));
     assert_eq!(s.next_timer_ms(), Some(5_000));
     assert_eq!(s.fire_timers(5_000).unwrap(), 1);
     assert_eq!(wakes(&s), vec![w(WAKE_RUN, "inv_s", 0, None, 0)]);
@@ -190,7 +194,7 @@ fn delayed_sends_are_scheduled_then_admitted() {
     // Cancelling a scheduled one completes it at once.
     let u = svc("inv_u");
     s.schedule(&u, 9_000).unwrap();
-    assert!(s.cancel("inv_u").unwrap() > 0);
+    assert_eq!(s.cancel("inv_u").unwrap().0, SIGNAL_APPLIED);
     assert_eq!(wakes(&s), vec![w(WAKE_DONE, "inv_u", 0, None, 409)]);
     assert_eq!(s.next_timer_ms(), None);
     sync(&s);
@@ -203,11 +207,14 @@ fn awakeables_complete_once() {
     let s = open(dir.path());
     let a = svc("inv_a");
     s.progress(&a, &[e(entry::AWAKEABLE, None, None)], &[]).unwrap();
-    assert!(s.complete_awakeable("inv_a", 0, &Outcome::ok(b"v")).unwrap() > 0);
+    assert_eq!(s.complete_awakeable("inv_a", 0, &Outcome::ok(b"v")).unwrap().0, SIGNAL_APPLIED);
     assert_eq!(wakes(&s), vec![w(WAKE_DELIVER, "inv_a", 0, Some(b"v"), 0)]);
-    assert_eq!(s.complete_awakeable("inv_a", 0, &Outcome::ok(b"again")).unwrap(), 0, "already completed");
-    assert_eq!(s.complete_awakeable("inv_a", 7, &Outcome::ok(b"x")).unwrap(), 0, "not an awakeable");
-    assert_eq!(s.complete_awakeable("inv_nope", 0, &Outcome::ok(b"x")).unwrap(), -1);
+    assert_eq!(s.complete_awakeable("inv_a", 0, &Outcome::ok(b"again")).unwrap().0, SIGNAL_ALREADY_COMPLETED, "already completed");
+    // An index not journaled yet is an awakeable resolved early (see tests/barrier.rs).
+    let (status, seq) = s.complete_awakeable("inv_a", 7, &Outcome::ok(b"x")).unwrap();
+    assert_eq!(status, SIGNAL_APPLIED);
+    assert_eq!(s.complete_awakeable("inv_a", 7, &Outcome::ok(b"y")).unwrap(), (SIGNAL_ALREADY_COMPLETED, seq));
+    assert_eq!(s.complete_awakeable("inv_nope", 0, &Outcome::ok(b"x")).unwrap(), (SIGNAL_UNKNOWN, 0));
 
     // From a handler: COMPLETE_AWAKEABLE names the awakeable by its id (pysdk/_ids.py).
     let b = svc("inv_b");
@@ -220,7 +227,7 @@ fn awakeables_complete_once() {
     assert_eq!(completions(&s, "inv_b"), vec![(0, None, 400, Some("no".into()))]);
     s.complete(&a, &[], None, 0, None, &[]).unwrap();
     sync(&s);
-    assert_eq!(s.complete_awakeable("inv_a", 0, &Outcome::ok(b"late")).unwrap(), 0, "finished");
+    assert_eq!(s.complete_awakeable("inv_a", 0, &Outcome::ok(b"late")).unwrap().0, SIGNAL_ALREADY_COMPLETED, "finished");
 }
 
 #[test]
@@ -233,14 +240,14 @@ fn workflow_promises_first_completion_wins() {
         s.admit(&run, false).unwrap();
         s.progress(&run, &[e(entry::GET_PROMISE, Some("p"), None)], &[]).unwrap();
         assert!(s.suspend(&run, &[0]).unwrap().is_some());
-        assert_eq!(s.peek_promise("Wf", "k", "p").unwrap(), None);
+        assert_eq!(s.peek_promise("Wf", "k", "p").unwrap().0, None);
         let h = wf("inv_h", "k", KIND_SHARED);
         s.progress(&h, &[e(entry::COMPLETE_PROMISE, Some("p"), Some(b"yes"))], &[]).unwrap();
         assert_eq!(
             wakes(&s),
             vec![w(WAKE_RUN, "inv_run", 0, Some(b"yes"), 0), w(WAKE_DELIVER, "inv_h", 0, Some(b""), 0)]
         );
-        assert_eq!(s.peek_promise("Wf", "k", "p").unwrap(), Some((Some(b"yes".to_vec()), 0, None)), "before it is written");
+        assert_eq!(s.peek_promise("Wf", "k", "p").unwrap().0, Some((Some(b"yes".to_vec()), 0, None)), "before it is written");
         // A second completion is refused with 409.
         let h2 = wf("inv_h2", "k", KIND_SHARED);
         s.progress(&h2, &[e(entry::COMPLETE_PROMISE, Some("p"), Some(b"no"))], &[]).unwrap();
@@ -255,11 +262,11 @@ fn workflow_promises_first_completion_wins() {
             vec![(0, Some(b"yes".to_vec()), 0, None), (1, None, 500, Some("bad".into()))]
         );
         // Another key's promise of the same name is another promise.
-        assert_eq!(s.peek_promise("Wf", "k2", "p").unwrap(), None);
+        assert_eq!(s.peek_promise("Wf", "k2", "p").unwrap().0, None);
         s.close().unwrap();
     }
     let (s, _) = reopen(dir.path());
-    assert_eq!(s.peek_promise("Wf", "k", "q").unwrap(), Some((None, 500, Some("bad".into()))));
+    assert_eq!(s.peek_promise("Wf", "k", "q").unwrap().0, Some((None, 500, Some("bad".into()))));
     let h3 = wf("inv_h3", "k", KIND_SHARED);
     s.progress(&h3, &[e(entry::GET_PROMISE, Some("p"), None)], &[]).unwrap();
     assert_eq!(wakes(&s), vec![w(WAKE_DELIVER, "inv_h3", 0, Some(b"yes"), 0)]);
@@ -281,7 +288,7 @@ fn suspend_is_refused_when_a_completion_already_arrived() {
     s.complete_awakeable("inv_a", 1, &Outcome::ok(b"w")).unwrap();
     assert_eq!(wakes(&s), vec![w(WAKE_RUN, "inv_a", 1, Some(b"w"), 0)]);
     s.complete(&a, &[], None, 0, None, &[]).unwrap();
-    assert!(matches!(s.suspend(&a, &[1]), Err(Error::InvalidArgument(_))), "completed");
+    assert!(matches!(s.suspend(&a, &[1]), Err(Error::NotRunning { .. })), "completed");
 }
 
 /// a calls b, b calls c; c waits in the inbox of a key owned by o.
@@ -303,7 +310,7 @@ fn cancel_propagates_through_awaited_calls() {
     let s = open(dir.path());
     let (o, a, b, c) = call_chain(&s);
     assert!(s.suspend(&b, &[1]).unwrap().is_some());
-    assert!(s.cancel("inv_a").unwrap() > 0);
+    assert_eq!(s.cancel("inv_a").unwrap().0, SIGNAL_APPLIED);
     assert_eq!(
         wakes(&s),
         vec![
@@ -319,8 +326,8 @@ fn cancel_propagates_through_awaited_calls() {
     // The handler observes it: the flag clears.
     s.progress(&a, &[e(entry::CANCEL, None, None)], &[]).unwrap();
     assert!(!a.state().cancel_requested);
-    assert_eq!(s.cancel("inv_c").unwrap(), 0, "completed");
-    assert_eq!(s.cancel("inv_nope").unwrap(), -1);
+    assert_eq!(s.cancel("inv_c").unwrap().0, SIGNAL_ALREADY_COMPLETED, "completed");
+    assert_eq!(s.cancel("inv_nope").unwrap(), (SIGNAL_UNKNOWN, 0));
     // The inbox no longer holds c: o hands its key to nobody.
     assert!(s.complete(&o, &[], None, 0, None, &[]).unwrap().1.is_none());
     // CANCEL_INVOCATION from a handler.
@@ -339,12 +346,12 @@ fn kill_completes_the_call_tree_and_hands_keys_over() {
     s.admit(&waiter, false).unwrap();
     // Kill the key's owner first: c (inboxed) gets the key and runs. A running
     // invocation is known to the store once persisted.
-    assert_eq!(s.kill("inv_o").unwrap(), -1);
+    assert_eq!(s.kill("inv_o").unwrap(), (SIGNAL_UNKNOWN, 0));
     s.progress(&o, &[], &[]).unwrap();
-    assert!(s.kill("inv_o").unwrap() > 0);
+    assert_eq!(s.kill("inv_o").unwrap().0, SIGNAL_APPLIED);
     assert_eq!(wakes(&s), vec![w(WAKE_KILL, "inv_o", 0, None, 409), w(WAKE_RUN, "inv_c", 0, None, 0)]);
     assert!(s.suspend(&b, &[1]).unwrap().is_some());
-    assert!(s.kill("inv_a").unwrap() > 0);
+    assert_eq!(s.kill("inv_a").unwrap().0, SIGNAL_APPLIED);
     assert_eq!(
         wakes(&s),
         vec![
@@ -358,9 +365,9 @@ fn kill_completes_the_call_tree_and_hands_keys_over() {
         assert_eq!(status(m), STATUS_COMPLETED);
     }
     assert_eq!(s.next_timer_ms(), None, "b's sleep timer is gone");
-    assert!(matches!(s.progress(&a, &[], &[]), Err(Error::InvalidArgument(_))));
-    assert!(matches!(s.complete(&c, &[], None, 0, None, &[]), Err(Error::InvalidArgument(_))));
-    assert_eq!(s.kill("inv_a").unwrap(), 0);
+    assert!(matches!(s.progress(&a, &[], &[]), Err(Error::NotRunning { .. })));
+    assert!(matches!(s.complete(&c, &[], None, 0, None, &[]), Err(Error::NotRunning { .. })));
+    assert_eq!(s.kill("inv_a").unwrap().0, SIGNAL_ALREADY_COMPLETED);
     sync(&s);
     assert_eq!(s.get_output("inv_b").unwrap().unwrap(), (None, 409, Some("killed".into())));
     let (_, next) = s.complete(&waiter, &[], None, 0, None, &[]).unwrap();
@@ -375,12 +382,12 @@ fn idempotency_keys_and_workflow_runs_are_registered() {
         let x = linked("inv_x", "Svc", "", KIND_SERVICE, "", 0, "abc");
         let (runs, seq) = s.admit(&x, false).unwrap();
         assert!(runs && seq > 0 && x.state().persisted, "an idempotency key implies persist");
-        assert_eq!(s.idempotency_lookup("Svc", "", "h", "abc").unwrap().as_deref(), Some("inv_x"), "queued");
-        assert_eq!(s.idempotency_lookup("Svc", "", "h", "abd").unwrap(), None);
+        assert_eq!(idem(&s, "Svc", "", "h", "abc").as_deref(), Some("inv_x"), "queued");
+        assert_eq!(idem(&s, "Svc", "", "h", "abd"), None);
         let run = wf("inv_run", "w1", KIND_WORKFLOW);
         assert!(s.admit(&run, false).unwrap().1 > 0);
-        assert_eq!(s.idempotency_lookup("Wf", "w1", "run", "").unwrap().as_deref(), Some("inv_run"));
-        assert_eq!(s.idempotency_lookup("Wf", "w2", "run", "").unwrap(), None);
+        assert_eq!(idem(&s, "Wf", "w1", "run", "").as_deref(), Some("inv_run"));
+        assert_eq!(idem(&s, "Wf", "w2", "run", ""), None);
         // A workflow run writes its key's state.
         s.progress(&run, &[e(entry::SET_STATE, Some("s"), Some(b"1"))], &[]).unwrap();
         // persist=True without a key.
@@ -390,8 +397,8 @@ fn idempotency_keys_and_workflow_runs_are_registered() {
     }
     let (s, running) = reopen(dir.path());
     assert_eq!(running, vec!["inv_run", "inv_x", "inv_y"]);
-    assert_eq!(s.idempotency_lookup("Svc", "", "h", "abc").unwrap().as_deref(), Some("inv_x"));
-    assert_eq!(s.idempotency_lookup("Wf", "w1", "run", "").unwrap().as_deref(), Some("inv_run"));
+    assert_eq!(idem(&s, "Svc", "", "h", "abc").as_deref(), Some("inv_x"));
+    assert_eq!(idem(&s, "Wf", "w1", "run", "").as_deref(), Some("inv_run"));
     assert_eq!(s.load_state("Wf", "w1").unwrap().len(), 1);
 }
 
@@ -420,8 +427,8 @@ fn recovery_restores_suspended_awaiting_timers_and_scheduled() {
     let b = s.get_invocation("inv_b").unwrap().unwrap();
     assert_eq!((status(&b), b.state().journal_len), (STATUS_SUSPENDED, 3));
     assert_eq!(s.next_timer_ms(), Some(10_000));
-    assert_eq!(s.complete_awakeable("inv_b", 0, &Outcome::ok(b"x")).unwrap(), 0, "completed before the restart");
-    assert!(s.complete_awakeable("inv_b", 1, &Outcome::ok(b"y")).unwrap() > 0);
+    assert_eq!(s.complete_awakeable("inv_b", 0, &Outcome::ok(b"x")).unwrap().0, SIGNAL_ALREADY_COMPLETED, "completed before the restart");
+    assert_eq!(s.complete_awakeable("inv_b", 1, &Outcome::ok(b"y")).unwrap().0, SIGNAL_APPLIED);
     assert_eq!(wakes(&s), vec![w(WAKE_RUN, "inv_b", 1, Some(b"y"), 0)]);
     assert_eq!(s.fire_timers(10_000).unwrap(), 1);
     assert_eq!(wakes(&s), vec![w(WAKE_RUN, "inv_a", 0, Some(b""), 0)]);
@@ -455,17 +462,17 @@ fn purge_deletes_completions_idempotency_and_workflow_state() {
     sync(&s);
     assert_eq!(completions(&s, "inv_x").len(), 1);
     assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 2);
-    assert_eq!(s.idempotency_lookup("Svc", "", "h", "abc").unwrap(), None, "before the purge is written");
-    assert_eq!(s.peek_promise("Wf", "w", "p").unwrap(), None);
+    assert_eq!(idem(&s, "Svc", "", "h", "abc"), None, "before the purge is written");
+    assert_eq!(s.peek_promise("Wf", "w", "p").unwrap().0, None);
     sync(&s);
     assert!(s.load_completions("inv_x").unwrap().is_empty());
     assert!(s.load_completions("inv_run").unwrap().is_empty());
     assert!(s.load_journal("inv_run").unwrap().is_empty());
     assert!(s.load_state("Wf", "w").unwrap().is_empty());
-    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), None);
+    assert_eq!(idem(&s, "Wf", "w", "run", ""), None);
     s.close().unwrap();
     drop(s);
     let (s, _) = reopen(dir.path());
-    assert_eq!(s.peek_promise("Wf", "w", "p").unwrap(), None);
-    assert_eq!(s.idempotency_lookup("Svc", "", "h", "abc").unwrap(), None);
+    assert_eq!(s.peek_promise("Wf", "w", "p").unwrap().0, None);
+    assert_eq!(idem(&s, "Svc", "", "h", "abc"), None);
 }

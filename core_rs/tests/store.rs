@@ -247,7 +247,10 @@ fn backoff_and_resume_keep_the_timer_table_in_step() {
         let s = open(dir.path());
         let x = inv("inv_x", "", KIND_SERVICE);
         s.backoff(&x, 1, 100).unwrap();
-        s.backoff(&x, 2, 200).unwrap(); // replaces the first timer
+        // Backing off: no attempt runs that could back off again.
+        assert!(matches!(s.backoff(&x, 2, 200), Err(Error::NotRunning { .. })));
+        s.resume(&x).unwrap(); // its timer is gone
+        s.backoff(&x, 2, 200).unwrap();
         let y = inv("inv_y", "", KIND_SERVICE);
         s.backoff(&y, 1, 150).unwrap();
         s.resume(&y).unwrap(); // its timer is gone

@@ -233,7 +233,7 @@ impl Store {
         key: &str,
         handler: &str,
         idempotency_key: &str,
-    ) -> PyResult<Option<String>> {
+    ) -> PyResult<Option<(String, u64)>> {
         let s = self.get()?;
         Ok(py.detach(|| s.idempotency_lookup(service, key, handler, idempotency_key))?)
     }
@@ -295,7 +295,7 @@ impl Store {
         value: Option<&[u8]>,
         code: u32,
         message: Option<&str>,
-    ) -> PyResult<i64> {
+    ) -> PyResult<(i64, u64)> {
         let s = self.get()?;
         let o = Outcome { value, code, message };
         Ok(py.detach(|| s.complete_awakeable(inv_id, index, &o))?)
@@ -305,12 +305,12 @@ impl Store {
         Ok(self.get()?.fire_timers(now_ms)?)
     }
 
-    fn cancel(&self, py: Python<'_>, inv_id: &str) -> PyResult<i64> {
+    fn cancel(&self, py: Python<'_>, inv_id: &str) -> PyResult<(i64, u64)> {
         let s = self.get()?;
         Ok(py.detach(|| s.cancel(inv_id))?)
     }
 
-    fn kill(&self, py: Python<'_>, inv_id: &str) -> PyResult<i64> {
+    fn kill(&self, py: Python<'_>, inv_id: &str) -> PyResult<(i64, u64)> {
         let s = self.get()?;
         Ok(py.detach(|| s.kill(inv_id))?)
     }
@@ -340,10 +340,10 @@ impl Store {
         service: &str,
         key: &str,
         name: &str,
-    ) -> PyResult<Option<(Option<Bound<'py, PyBytes>>, u32, Option<String>)>> {
+    ) -> PyResult<(Option<(Option<Bound<'py, PyBytes>>, u32, Option<String>)>, u64)> {
         let s = self.get()?;
-        let out = py.detach(|| s.peek_promise(service, key, name))?;
-        Ok(out.map(|(v, code, msg)| (convert::bytes_opt(py, v.as_deref()), code, msg)))
+        let (out, seq) = py.detach(|| s.peek_promise(service, key, name))?;
+        Ok((out.map(|(v, code, msg)| (convert::bytes_opt(py, v.as_deref()), code, msg)), seq))
     }
 
     fn get_invocation(&self, py: Python<'_>, inv_id: &str) -> PyResult<Option<Invocation>> {

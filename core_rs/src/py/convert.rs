@@ -24,12 +24,21 @@ pyo3::create_exception!(
     "The data directory was written by a Stead with another schema version."
 );
 
+pyo3::create_exception!(
+    runtime._core,
+    NotRunningError,
+    PyValueError,
+    "The invocation is not running (suspended, backing off, completed, inboxed or scheduled): the \
+     attempt that asked may not journal, suspend or back off."
+);
+
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let msg = e.to_string();
         match e {
             Error::SchemaVersion { .. } | Error::NotStead { .. } => SchemaVersionError::new_err(msg),
             Error::InvalidArgument(_) => PyValueError::new_err(msg),
+            Error::NotRunning { .. } => NotRunningError::new_err(msg),
             Error::Storage(_) | Error::Corrupt(_) | Error::WriterFailed(_) | Error::Closed => StorageError::new_err(msg),
         }
     }

@@ -8,7 +8,26 @@ mod json;
 
 use pyo3::prelude::*;
 
-use crate::{awaiting, entry, invocation};
+use crate::{awaiting, entry, failpoints, invocation, store};
+
+/// Whether this build has failpoints (the cargo feature `failpoints`).
+#[pyfunction]
+fn failpoints_enabled() -> bool {
+    failpoints::ENABLED
+}
+
+/// Give failpoint `name` the actions `actions` (the `fail` crate's syntax); a thread
+/// paused at it is released. ValueError without failpoints, or for a bad name or actions.
+#[pyfunction]
+fn set_failpoint(py: Python<'_>, name: &str, actions: &str) -> PyResult<()> {
+    Ok(py.detach(|| failpoints::set(name, actions))?)
+}
+
+/// Make failpoint `name` do nothing again; a thread paused at it is released.
+#[pyfunction]
+fn remove_failpoint(py: Python<'_>, name: &str) -> PyResult<()> {
+    Ok(py.detach(|| failpoints::remove(name))?)
+}
 
 /// Hot keys commit large values (a state value of several hundred KiB) many times a
 /// second: one buffer for the value's JSON in Python, one arena per commit here, each
@@ -41,12 +60,20 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(json::list_extends, m)?)?;
     m.add("StorageError", py.get_type::<convert::StorageError>())?;
     m.add("SchemaVersionError", py.get_type::<convert::SchemaVersionError>())?;
+    m.add("NotRunningError", py.get_type::<convert::NotRunningError>())?;
+    m.add_function(wrap_pyfunction!(failpoints_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(set_failpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(remove_failpoint, m)?)?;
+    m.add("SIGNAL_APPLIED", store::SIGNAL_APPLIED)?;
+    m.add("SIGNAL_ALREADY_COMPLETED", store::SIGNAL_ALREADY_COMPLETED)?;
+    m.add("SIGNAL_UNKNOWN", store::SIGNAL_UNKNOWN)?;
 
     // The stub's `Entry` alias, also at runtime so annotations that are evaluated
     // (pydantic, dataclasses, get_type_hints) can name it.
     let entry_alias = py.eval(c"tuple[int, str | None, bytes | None, int, str | None]", None, None)?;
     m.add("Entry", entry_alias)?;
     m.add("Completion", py.eval(c"tuple[int, bytes | None, int, str | None]", None, None)?)?;
+    m.add("Output", py.eval(c"tuple[bytes | None, int, str | None]", None, None)?)?;
     let globals = pyo3::types::PyDict::new(py);
     globals.set_item("Invocation", py.get_type::<classes::Invocation>())?;
     let wake = py.eval(c"tuple[int, Invocation, int, bytes | None, int, str | None, int]", Some(&globals), None)?;

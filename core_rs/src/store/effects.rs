@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::admission::Admit;
-use crate::awaiting::{Pending, Wait, Wake, WAKE_DELIVER, WAKE_RUN};
+use crate::awaiting::{Early, Pending, Wait, Wake, WAKE_DELIVER, WAKE_RUN};
 use crate::commit::{Commit, Writer};
 use crate::entry::{self, EntryRef};
 use crate::error::Result;
@@ -40,8 +40,14 @@ impl<'a> Tx<'a> {
     }
 
     /// The sequence number `push` will return: every push happens under the store lock.
-    fn next_seq(&self) -> u64 {
+    pub fn next_seq(&self) -> u64 {
         self.writer.last_seq() + 1
+    }
+
+    /// The last sequence number handed out: every decision made so far is in a
+    /// commit up to it.
+    pub fn last_seq(&self) -> u64 {
+        self.writer.last_seq()
     }
 
     /// Queue the commit; its wakes get its sequence number.
@@ -195,8 +201,9 @@ impl<'a> Tx<'a> {
                 }
                 entry::COMPLETE_AWAKEABLE => {
                     let o = Outcome { value: e.value, code: e.code, message: e.message };
+                    // Not applicable (already completed, unknown, ...): nothing to do.
                     if let Some((target, at)) = e.name.and_then(awakeable_target) {
-                        self.complete_awakeable(&target, at, &o);
+                        let _ = self.resolve_awakeable(&target, at, &o);
                     }
                 }
                 entry::GET_PROMISE if !finishing => self.get_promise(inv, index, e.name.unwrap_or("")),
@@ -222,10 +229,30 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Complete awakeable entry `index` of `inv_id` if it is pending.
-    pub fn complete_awakeable(&mut self, inv_id: &str, index: u32, o: &Outcome<'_>) -> bool {
-        let is_awakeable = self.inner.live.get(inv_id).and_then(|l| l.pending.get(&index)).is_some_and(|p| p.kind == entry::AWAKEABLE);
-        is_awakeable && self.complete_entry(inv_id, index, o)
+    /// The early completions (see `resolve_awakeable`) at the indices `entries` take,
+    /// journaled by `inv` from `start`. Those whose entry is not an AWAKEABLE are
+    /// dropped (their rows deleted here, before the entries' own effects may write
+    /// a completion at that index); the awakeable ones are returned, for
+    /// `deliver_early` once the entries are applied.
+    pub fn take_early(&mut self, inv: &InvocationMeta, start: u32, entries: &[EntryRef<'_>]) -> Vec<(u32, Early)> {
+        let mut early = self.inner.live.take_early(&inv.id, start, start + entries.len() as u32);
+        early.retain(|(index, _)| {
+            let awakeable = entries[(index - start) as usize].kind == entry::AWAKEABLE;
+            if !awakeable {
+                completions::delete(&mut self.c, &inv.id, *index);
+            }
+            awakeable
+        });
+        early
+    }
+
+    /// Complete the AWAKEABLE entries just journaled that had early completions:
+    /// at once, in this commit, like a GET_PROMISE of a completed promise.
+    pub fn deliver_early(&mut self, inv: &InvocationMeta, early: Vec<(u32, Early)>) {
+        for (index, e) in early {
+            let o = Outcome { value: e.value.as_deref(), code: e.code, message: e.message.as_deref() };
+            self.complete_entry(&inv.id, index, &o);
+        }
     }
 
     fn get_promise(&mut self, inv: &Arc<InvocationMeta>, index: u32, name: &str) {
@@ -284,6 +311,10 @@ impl<'a> Tx<'a> {
             }
             _ => {}
         }
+        // Signals for it are answered from here until its record is durable.
+        let seq = self.next_seq();
+        self.inner.finished.maybe_prune(self.writer.durable_seq());
+        self.inner.finished.put(inv.id.as_bytes().to_vec(), (), seq);
         if st.persisted {
             if let Some(live) = self.inner.live.remove(&inv.id) {
                 for (index, p) in live.pending {

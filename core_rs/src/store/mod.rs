@@ -11,13 +11,26 @@
 //! the writer then refuses it, the failure is sticky (every later commit is
 //! refused too) and reopening rebuilds the state from disk.
 //!
+//! Reads of rows that may not be durable yet (the idempotency and promise
+//! overlays, the signals' answers) return the sequence number of the commit
+//! they depend on, so that the caller can wait for it before anything leaves
+//! the process on their account.
+//!
+//! Only a running attempt writes: `progress`, `suspend` and `backoff` refuse an
+//! invocation that is not running ([`Error::NotRunning`]), so a stale attempt
+//! (killed, suspended, or resumed elsewhere) cannot journal anything.
+//!
 //! - `effects`: what one commit does (entry effects, completions, finishing).
 //! - `signals`: cancel, kill, awakeables and timers, from outside an invocation.
-//! - `recover`: recovery at open, and purge.
+//! - `recover`: recovery at open.
+//! - `purge`: deleting old completed invocations.
 
 mod effects;
+mod purge;
 mod recover;
 mod signals;
+
+pub use signals::{SignalResult, SIGNAL_ALREADY_COMPLETED, SIGNAL_APPLIED, SIGNAL_UNKNOWN};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +43,10 @@ use crate::commit::{Commit, Durability, Writer};
 use crate::db::Db;
 use crate::entry::{self, Entry, EntryRef};
 use crate::error::{Error, Result};
-use crate::invocation::{now_ms, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_RUNNING, STATUS_SUSPENDED};
+use crate::failpoints;
+use crate::invocation::{
+    now_ms, status_name, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_RUNNING, STATUS_SUSPENDED,
+};
 use crate::keys::{self, RETRY_TIMER_ENTRY};
 use crate::overlay::Overlay;
 use crate::proto::PromiseRecord;
@@ -65,6 +81,11 @@ struct Inner {
     promises: Overlay<PromiseRecord>,
     /// Idempotency rows queued since open (None: deleted by purge).
     idempotency: Overlay<Option<String>>,
+    /// Invocations finished since open (key: id), until their completed record is
+    /// durable: signals answer for them without reading or waiting.
+    finished: Overlay<()>,
+    /// Invocations deleted by purge since open (key: id), until the delete is durable.
+    purged: Overlay<()>,
     recovered: bool,
 }
 
@@ -94,9 +115,31 @@ fn check_children(children: &[Child]) -> Result<()> {
     }
 }
 
+fn not_running(inv: &InvocationMeta, st: &InvState) -> Error {
+    Error::NotRunning { id: inv.id.clone(), status: status_name(st.status) }
+}
+
+/// `progress`, `suspend` and `backoff` come from a running attempt. Status 0 (never
+/// admitted through the store: tests and tools) counts as running in memory.
+fn check_running(inv: &InvocationMeta, st: &InvState) -> Result<()> {
+    match st.status {
+        0 | STATUS_RUNNING => Ok(()),
+        _ => Err(not_running(inv, st)),
+    }
+}
+
+/// `complete` also finishes an invocation that never started (inboxed or
+/// scheduled), but not one whose attempt is gone (suspended, backing off) or done.
+fn check_completable(inv: &InvocationMeta, st: &InvState) -> Result<()> {
+    match st.status {
+        STATUS_SUSPENDED | STATUS_BACKING_OFF | STATUS_COMPLETED => Err(not_running(inv, st)),
+        _ => Ok(()),
+    }
+}
+
 fn check_unfinished(inv: &InvocationMeta, st: &InvState) -> Result<()> {
     if st.status == STATUS_COMPLETED {
-        return Err(Error::InvalidArgument(format!("invocation {} is already completed", inv.id)));
+        return Err(not_running(inv, st));
     }
     Ok(())
 }
@@ -138,6 +181,7 @@ impl Inner {
 
 impl Store {
     pub fn open(path: &Path, durability: Durability) -> Result<Store> {
+        failpoints::configure_from_env()?;
         let db = Arc::new(Db::open(path)?);
         let writer = Writer::start(db.clone(), durability)?;
         Ok(Store { db, writer, inner: Mutex::new(Inner::default()) })
@@ -201,12 +245,15 @@ impl Store {
         tx.push()
     }
 
-    pub fn idempotency_lookup(&self, service: &str, key: &str, handler: &str, idem: &str) -> Result<Option<String>> {
+    /// The invocation registered for this idempotency key and the commit that
+    /// wrote the row (0: read from RocksDB, durable). None if there is none, or if
+    /// a queued purge deletes it.
+    pub fn idempotency_lookup(&self, service: &str, key: &str, handler: &str, idem: &str) -> Result<Option<(String, u64)>> {
         let k = keys::idempotency(service, key, handler, idem);
-        if let Some(v) = self.inner.lock().idempotency.get(&k) {
-            return Ok(v.clone());
+        if let Some((v, seq)) = self.inner.lock().idempotency.get_with_seq(&k) {
+            return Ok(v.clone().map(|id| (id, seq)));
         }
-        idempotency::get(&self.db, &k)
+        Ok(idempotency::get(&self.db, &k)?.map(|id| (id, 0)))
     }
 
     // ---- durable points
@@ -214,9 +261,9 @@ impl Store {
     pub fn progress(&self, inv: &Arc<InvocationMeta>, entries: &[EntryRef<'_>], children: &[Child]) -> Result<u64> {
         check_entries(entries)?;
         check_children(children)?;
-        let st = inv.state();
-        check_unfinished(inv, &st)?;
         let mut inner = self.inner.lock();
+        let st = inv.state();
+        check_running(inv, &st)?;
         let signals = has_signals(entries);
         if signals {
             inner.promises.maybe_prune(self.writer.durable_seq());
@@ -238,9 +285,11 @@ impl Store {
         if inv.is_exclusive() {
             state::apply(&mut tx.c, &inv.service, &inv.key, entries);
         }
+        let early = tx.take_early(inv, st.journal_len, entries);
         if signals {
             tx.apply_entries(inv, st.journal_len, entries, false);
         }
+        tx.deliver_early(inv, early);
         for (child, fire_ms) in children {
             tx.admit_child(child, *fire_ms);
         }
@@ -248,9 +297,9 @@ impl Store {
     }
 
     pub fn backoff(&self, inv: &Arc<InvocationMeta>, retry_count: u32, fire_ms: u64) -> Result<u64> {
-        let st = inv.state();
-        check_unfinished(inv, &st)?;
         let mut inner = self.inner.lock();
+        let st = inv.state();
+        check_running(inv, &st)?;
         let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, &[], inv.input().len() + 192), now_ms());
         tx.cancel_retry_timer(inv, &st);
         tx.register(inv);
@@ -261,9 +310,9 @@ impl Store {
     }
 
     pub fn resume(&self, inv: &Arc<InvocationMeta>) -> Result<u64> {
+        let mut inner = self.inner.lock();
         let st = inv.state();
         check_unfinished(inv, &st)?;
-        let mut inner = self.inner.lock();
         let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, &[], inv.input().len() + 192), now_ms());
         tx.cancel_retry_timer(inv, &st);
         tx.register(inv);
@@ -284,10 +333,10 @@ impl Store {
     ) -> Result<(u64, Option<Arc<InvocationMeta>>)> {
         check_entries(entries)?;
         check_children(children)?;
-        let st = inv.state();
-        check_unfinished(inv, &st)?;
         let now = now_ms();
         let mut inner = self.inner.lock();
+        let st = inv.state();
+        check_completable(inv, &st)?;
         let signals = has_signals(entries);
         if signals {
             inner.promises.maybe_prune(self.writer.durable_seq());
@@ -303,6 +352,9 @@ impl Store {
         if inv.is_exclusive() {
             state::apply(&mut tx.c, &inv.service, &inv.key, entries);
         }
+        // Early completions at these indices are settled (rows of non-awakeables
+        // deleted); the invocation finishes, so none is delivered.
+        tx.take_early(inv, st.journal_len, entries);
         if signals {
             tx.apply_entries(inv, st.journal_len, entries, true);
         }
@@ -318,12 +370,12 @@ impl Store {
     /// `None`: one of them is already completed (or its cancellation is pending),
     /// so it must stay in memory.
     pub fn suspend(&self, inv: &Arc<InvocationMeta>, awaiting: &[u32]) -> Result<Option<u64>> {
-        let st = inv.state();
-        check_unfinished(inv, &st)?;
         if awaiting.is_empty() {
             return Err(Error::InvalidArgument("suspend needs at least one awaited entry".into()));
         }
         let mut inner = self.inner.lock();
+        let st = inv.state();
+        check_running(inv, &st)?;
         if inner.live.get(&inv.id).is_none() {
             return Err(Error::InvalidArgument(format!("invocation {} has no journaled entries to await", inv.id)));
         }
@@ -354,13 +406,14 @@ impl Store {
         completions::load(&self.db, inv_id)
     }
 
-    /// A workflow promise's outcome; None while pending or unknown.
-    pub fn peek_promise(&self, service: &str, key: &str, name: &str) -> Result<Option<Output>> {
+    /// A workflow promise's outcome (None while pending or unknown) and the commit
+    /// that wrote the row it comes from (0: read from RocksDB, durable).
+    pub fn peek_promise(&self, service: &str, key: &str, name: &str) -> Result<(Option<Output>, u64)> {
         let k = keys::promise(service, key, name);
-        if let Some(r) = self.inner.lock().promises.get(&k) {
-            return Ok(outcome_of(r));
+        if let Some((r, seq)) = self.inner.lock().promises.get_with_seq(&k) {
+            return Ok((outcome_of(r), seq));
         }
-        Ok(outcome_of(&promises::get(&self.db, &k)?))
+        Ok((outcome_of(&promises::get(&self.db, &k)?), 0))
     }
 
     /// The live invocation if it is persisted and unfinished (the object the

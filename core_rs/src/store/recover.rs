@@ -1,22 +1,21 @@
-//! Recovery at open (rebuilding every in-memory structure from the tables) and
-//! the purge of old completed invocations.
+//! Recovery at open: rebuilding every in-memory structure from the tables.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use prost::Message;
 
-use crate::awaiting::{Pending, Wait};
-use crate::db::Cf;
+use crate::awaiting::{Early, Pending, Wait};
 use crate::entry;
 use crate::error::{Error, Result};
+use crate::failpoints::{self, failpoint};
 use crate::invocation::{
-    now_ms, InvState, InvocationMeta, KIND_WORKFLOW, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_INBOXED, STATUS_RUNNING,
-    STATUS_SCHEDULED, STATUS_SUSPENDED,
+    now_ms, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_INBOXED, STATUS_RUNNING, STATUS_SCHEDULED,
+    STATUS_SUSPENDED,
 };
-use crate::keys::{self, RETRY_TIMER_ENTRY, SCHEDULED_TIMER_ENTRY};
-use crate::proto::{InvocationRecord, PromiseRecord};
-use crate::tables::{completions, idempotency, invocations, journal, promises, state, timers};
+use crate::keys::{RETRY_TIMER_ENTRY, SCHEDULED_TIMER_ENTRY};
+use crate::proto::InvocationRecord;
+use crate::tables::{completions, invocations, journal, timers};
 use crate::timers::TimerKey;
 
 use super::effects::Tx;
@@ -28,6 +27,10 @@ impl Store {
     /// (running ones; the first waiter of each key whose owner is gone, promoted
     /// to running; suspended ones that nothing could wake any more), in id order.
     pub fn recover(&self) -> Result<Vec<Arc<InvocationMeta>>> {
+        failpoint!(failpoints::STORE_RECOVER, |_| Err(Error::Storage(format!(
+            "injected I/O error (failpoint {})",
+            failpoints::STORE_RECOVER
+        ))));
         let mut inner = self.inner.lock();
         if inner.recovered {
             return Err(Error::InvalidArgument("recover() may be called once per open store".into()));
@@ -75,7 +78,12 @@ impl Store {
                 };
                 inner.live.await_entry(&m.id, index, Pending { kind: e.kind, wait });
             }
-            for (index, _) in completions::load(&self.db, &m.id)? {
+            for (index, c) in completions::load(&self.db, &m.id)? {
+                // Beyond the journal: an awakeable resolved before its entry was journaled.
+                if index >= entries.len() as u32 {
+                    inner.live.add_early(&m.id, index, Early { value: c.value, code: c.code, message: c.message, seq: 0 });
+                    continue;
+                }
                 if let Some(Pending { wait: Wait::Timer(fire_ms), .. }) = inner.live.take(&m.id, index) {
                     timers_wanted.remove(&(fire_ms, m.id.clone(), index));
                 }
@@ -134,60 +142,5 @@ impl Store {
         let mut out: Vec<_> = unfinished.into_iter().filter(|m| m.state().status == STATUS_RUNNING).collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
-    }
-
-    /// Delete up to `limit` invocations completed before `completed_before_ms`:
-    /// record, journal, completions and idempotency row; for a workflow run also
-    /// its key's state and promises. Returns how many.
-    pub fn purge_completed(&self, completed_before_ms: u64, limit: usize) -> Result<usize> {
-        if limit == 0 {
-            return Ok(0);
-        }
-        let mut old: Vec<InvocationRecord> = Vec::new();
-        invocations::scan_peek(&self.db, |peek, raw| {
-            if peek.status == STATUS_COMPLETED && peek.completed_ms < completed_before_ms {
-                let mut rec = InvocationRecord::decode(raw)?;
-                rec.input.clear();
-                rec.output = None;
-                old.push(rec);
-            }
-            Ok(old.len() < limit)
-        })?;
-        if old.is_empty() {
-            return Ok(0);
-        }
-        let mut inner = self.inner.lock();
-        let mut tx = Tx::new(&mut inner, &self.writer, Default::default(), now_ms());
-        let seq = self.writer.last_seq() + 1;
-        for r in &old {
-            invocations::delete(&mut tx.c, &r.id);
-            journal::delete_all(&mut tx.c, &r.id);
-            completions::delete_all(&mut tx.c, &r.id);
-            if r.kind == KIND_WORKFLOW || !r.idempotency_key.is_empty() {
-                let key = keys::idempotency(&r.service, &r.key, &r.handler, &r.idempotency_key);
-                // Only if the key still names this invocation.
-                let holder = match tx.inner.idempotency.get(&key) {
-                    Some(v) => v.clone(),
-                    None => idempotency::get(&self.db, &key)?,
-                };
-                if holder.as_deref() == Some(r.id.as_str()) {
-                    idempotency::delete(&mut tx.c, &key);
-                    tx.inner.idempotency.put(key, None, seq);
-                }
-            }
-            if r.kind == KIND_WORKFLOW {
-                state::delete_all(&mut tx.c, &r.service, &r.key);
-                promises::delete_all(&mut tx.c, &r.service, &r.key);
-                // Reads must not see the rows before the delete is written.
-                let prefix = keys::promise_prefix(&r.service, &r.key);
-                tx.inner.promises.reset_prefix(&prefix, PromiseRecord::default, seq);
-                self.db.scan_prefix(Cf::Promises, &prefix, |k, _| {
-                    tx.inner.promises.put(k.to_vec(), PromiseRecord::default(), seq);
-                    Ok(true)
-                })?;
-            }
-        }
-        tx.push()?;
-        Ok(old.len())
     }
 }

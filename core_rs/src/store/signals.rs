@@ -1,18 +1,40 @@
 //! Signals from outside an invocation: cancel, kill, awakeable completions and
 //! due timers. Cancel and kill follow pending CALL entries to the callees an
 //! invocation awaits, transitively.
+//!
+//! A signal's answer never waits for the writer (it is asked on the event
+//! loop's thread): a live invocation is decided under the store lock; one that
+//! finished since open is answered from the `finished` overlay; anything else
+//! from one RocksDB point read. Each answer carries the commit whose
+//! durability makes it true, for the caller to wait for before replying.
 
-use crate::awaiting::{WAKE_CANCEL, WAKE_DONE, WAKE_KILL, WAKE_RUN};
-use crate::error::Result;
+use parking_lot::MutexGuard;
+
+use crate::awaiting::{Early, WAKE_CANCEL, WAKE_DONE, WAKE_KILL, WAKE_RUN};
+use crate::entry;
+use crate::error::{Error, Result};
 use crate::invocation::{
-    now_ms, InvState, STATUS_BACKING_OFF, STATUS_INBOXED, STATUS_RUNNING, STATUS_SCHEDULED, STATUS_SUSPENDED,
+    now_ms, InvState, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_INBOXED, STATUS_RUNNING, STATUS_SCHEDULED,
+    STATUS_SUSPENDED,
 };
 use crate::keys::{RETRY_TIMER_ENTRY, SCHEDULED_TIMER_ENTRY};
-use crate::tables::completions::Outcome;
+use crate::tables::completions::{self, Outcome};
 use crate::tables::{invocations, timers};
 
 use super::effects::Tx;
-use super::Store;
+use super::{Inner, Store};
+
+/// The signal was applied; the seq is its commit.
+pub const SIGNAL_APPLIED: i64 = 1;
+/// Not applicable: already completed (the awakeable, or the invocation).
+pub const SIGNAL_ALREADY_COMPLETED: i64 = 0;
+/// No such invocation is known (never persisted, or purged).
+pub const SIGNAL_UNKNOWN: i64 = -1;
+
+/// What a signal returns: (one of SIGNAL_*, seq). For SIGNAL_APPLIED, seq is its
+/// commit; for SIGNAL_ALREADY_COMPLETED, a commit whose durability makes that
+/// answer durable (0: it is); for SIGNAL_UNKNOWN, 0.
+pub type SignalResult = (i64, u64);
 
 pub const CANCELLED: &str = "cancelled";
 pub const KILLED: &str = "killed";
@@ -64,43 +86,95 @@ impl Tx<'_> {
         }
         !tree.is_empty()
     }
+
+    /// Resolve awakeable entry `index` of `inv_id`. `Ok`: done in this commit: a
+    /// pending awakeable is completed; an index not journaled yet (the handler
+    /// handed out the id before its AWAKEABLE entry reached the store) gets an
+    /// early completion, delivered when that entry is journaled. `Err(seq)`: not
+    /// applicable (already completed, not an awakeable, the invocation is not live
+    /// or has not started); `seq` makes that answer durable.
+    pub fn resolve_awakeable(&mut self, inv_id: &str, index: u32, o: &Outcome<'_>) -> Result<(), u64> {
+        let Some(live) = self.inner.live.get(inv_id) else { return Err(self.last_seq()) };
+        if let Some(e) = live.early.get(&index) {
+            return Err(e.seq);
+        }
+        let st = live.meta.state();
+        match live.pending.get(&index).map(|p| p.kind) {
+            Some(entry::AWAKEABLE) => {
+                self.complete_entry(inv_id, index, o);
+                return Ok(());
+            }
+            Some(_) => return Err(self.last_seq()),
+            None => {}
+        }
+        // Journaled and not pending: completed (its commit may still be queued).
+        // Never started (inboxed, scheduled): it cannot have made an awakeable.
+        let started = matches!(st.status, STATUS_RUNNING | STATUS_SUSPENDED | STATUS_BACKING_OFF);
+        if index < st.journal_len || !started {
+            return Err(self.last_seq());
+        }
+        completions::put(&mut self.c, inv_id, index, entry::AWAKEABLE, o);
+        let early = Early {
+            value: o.value.map(<[u8]>::to_vec),
+            code: o.code,
+            message: o.message.map(str::to_string),
+            seq: self.next_seq(),
+        };
+        self.inner.live.add_early(inv_id, index, early);
+        Ok(())
+    }
 }
 
-/// What a signal for `inv_id` returns: seq > 0 if it was applied, 0 if the
-/// invocation exists but the signal does not apply, -1 if it is unknown.
-pub type SignalResult = i64;
-
 impl Store {
-    /// 0 or -1 for an invocation the registry does not hold. Its completed
-    /// record may still be queued: wait for the writer first (rare path).
-    fn not_live(&self, inv_id: &str) -> Result<SignalResult> {
-        self.writer.wait_durable(self.writer.last_seq())?;
-        Ok(if invocations::get(&self.db, inv_id)?.is_some() { 0 } else { -1 })
+    /// The store lock if `inv_id` is live (persisted, unfinished); else the answer
+    /// for it, decided without waiting for the writer.
+    fn lock_live(&self, inv_id: &str) -> Result<Result<MutexGuard<'_, Inner>, SignalResult>> {
+        for _ in 0..2 {
+            let inner = self.inner.lock();
+            if inner.live.get(inv_id).is_some() {
+                return Ok(Ok(inner));
+            }
+            if let Some((_, seq)) = inner.finished.get_with_seq(inv_id.as_bytes()) {
+                return Ok(Err((SIGNAL_ALREADY_COMPLETED, seq)));
+            }
+            drop(inner);
+            // Not finished since open, or finished and durable (pruned): the
+            // record on disk decides, and what is on disk is durable.
+            match invocations::peek_one(&self.db, inv_id)? {
+                None => return Ok(Err((SIGNAL_UNKNOWN, 0))),
+                Some(p) if p.status == STATUS_COMPLETED => return Ok(Err((SIGNAL_ALREADY_COMPLETED, 0))),
+                // Persisted since the check above: it is live now.
+                Some(_) => {}
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "invocation {inv_id} is unfinished on disk but not tracked: call recover() after open"
+        )))
     }
 
-    fn signal(&self, inv_id: &str, f: impl FnOnce(&mut Tx<'_>) -> bool) -> Result<SignalResult> {
-        let mut inner = self.inner.lock();
-        if inner.live.get(inv_id).is_none() {
-            drop(inner);
-            return self.not_live(inv_id);
-        }
+    fn signal(&self, inv_id: &str, f: impl FnOnce(&mut Tx<'_>) -> Result<(), u64>) -> Result<SignalResult> {
+        let mut inner = match self.lock_live(inv_id)? {
+            Ok(inner) => inner,
+            Err(answer) => return Ok(answer),
+        };
         let mut tx = Tx::new(&mut inner, &self.writer, Default::default(), now_ms());
-        if !f(&mut tx) {
-            return Ok(0);
+        match f(&mut tx) {
+            Ok(()) => Ok((SIGNAL_APPLIED, tx.push()?)),
+            Err(seq) => Ok((SIGNAL_ALREADY_COMPLETED, seq)),
         }
-        Ok(tx.push()? as i64)
     }
 
     pub fn complete_awakeable(&self, inv_id: &str, index: u32, o: &Outcome<'_>) -> Result<SignalResult> {
-        self.signal(inv_id, |tx| tx.complete_awakeable(inv_id, index, o))
+        self.signal(inv_id, |tx| tx.resolve_awakeable(inv_id, index, o))
     }
 
+    /// A live invocation is always cancelled (again, if it already was).
     pub fn cancel(&self, inv_id: &str) -> Result<SignalResult> {
-        self.signal(inv_id, |tx| tx.cancel(inv_id))
+        self.signal(inv_id, |tx| if tx.cancel(inv_id) { Ok(()) } else { Err(tx.last_seq()) })
     }
 
     pub fn kill(&self, inv_id: &str) -> Result<SignalResult> {
-        self.signal(inv_id, |tx| tx.kill(inv_id))
+        self.signal(inv_id, |tx| if tx.kill(inv_id) { Ok(()) } else { Err(tx.last_seq()) })
     }
 
     /// Handle every timer due at `now_ms`, earliest first, in one commit.

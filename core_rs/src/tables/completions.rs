@@ -32,6 +32,11 @@ pub fn put(c: &mut Commit, inv_id: &str, index: u32, kind: i32, o: &Outcome<'_>)
     c.put_with(Cf::Journal, |b| keys::completion_into(b, inv_id, index), |b| entry::encode_into(&e, b));
 }
 
+/// Drop the completion of entry `index` (an early one whose index was taken by another kind of entry).
+pub fn delete(c: &mut Commit, inv_id: &str, index: u32) {
+    c.delete_with(Cf::Journal, |b| keys::completion_into(b, inv_id, index));
+}
+
 /// Every completion of `inv_id`, by entry index.
 pub fn load(db: &Db, inv_id: &str) -> Result<Vec<(u32, Entry)>> {
     let mut out = Vec::new();

@@ -26,6 +26,11 @@ pub fn get(db: &Db, inv_id: &str) -> Result<Option<InvocationRecord>> {
     }
 }
 
+/// The peeked fields of one record, if it exists.
+pub fn peek_one(db: &Db, inv_id: &str) -> Result<Option<Peek>> {
+    db.get(Cf::Invocations, &keys::invocation(inv_id))?.map(|v| peek(&v)).transpose()
+}
+
 /// Every record in id order, until `f` returns `Ok(false)`.
 pub fn scan(db: &Db, mut f: impl FnMut(InvocationRecord) -> Result<bool>) -> Result<()> {
     db.scan_prefix(Cf::Invocations, &keys::INVOCATION, |_, v| f(InvocationRecord::decode(v)?))

@@ -1,0 +1,275 @@
+//! Failure paths of the writer and of recovery, driven by the named failpoints
+//! (src/failpoints.rs): a panic or a write error in the writer fails every
+//! waiter and every later write; `pause` holds `durable_seq`; signals answer
+//! while the writer is stuck; recovery can fail cleanly.
+//!
+//! The failpoint registry is process-wide, so the tests of this binary take
+//! one lock each and clear every point when they end (even by a panic).
+#![cfg(feature = "failpoints")]
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use stead_core::commit::Durability;
+use stead_core::entry::{self, EntryRef};
+use stead_core::failpoints::{self, COMMIT_BEFORE_PUBLISH, COMMIT_BEFORE_SYNC, COMMIT_BEFORE_WRITE, COMMIT_WRITE_ERROR, STORE_RECOVER};
+use stead_core::invocation::*;
+use stead_core::store::{Store, SIGNAL_ALREADY_COMPLETED, SIGNAL_APPLIED, SIGNAL_UNKNOWN};
+use stead_core::Error;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the binary's lock; clears every failpoint when dropped.
+struct Points(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+impl Points {
+    fn take() -> Points {
+        Points(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn set(&self, name: &str, actions: &str) {
+        failpoints::set(name, actions).unwrap();
+    }
+}
+
+impl Drop for Points {
+    fn drop(&mut self) {
+        for name in failpoints::NAMES {
+            failpoints::remove(name).unwrap();
+        }
+    }
+}
+
+fn open(dir: &Path, durability: Durability) -> Arc<Store> {
+    let s = Store::open(dir, durability).unwrap();
+    s.recover().unwrap();
+    Arc::new(s)
+}
+
+fn svc(id: &str) -> Arc<InvocationMeta> {
+    InvocationMeta::new(id.into(), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"{}", vec![], 1).unwrap()
+}
+
+const RUN: EntryRef<'static> = EntryRef { kind: entry::RUN, name: Some("r"), value: Some(b"1"), code: 0, message: None };
+
+/// Run `f` on another thread; its result, or None if it takes longer than `secs`.
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs)).ok()
+}
+
+/// Whether the store's eventfd is readable within `ms`.
+fn notified(s: &Store, ms: i32) -> bool {
+    let mut p = libc::pollfd { fd: s.notify_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut p, 1, ms) == 1 }
+}
+
+fn writer_failed(r: stead_core::Result<impl std::fmt::Debug>, needle: &str) {
+    match r {
+        Err(Error::WriterFailed(m)) => assert!(m.contains(needle), "{m:?} should mention {needle:?}"),
+        other => panic!("expected WriterFailed({needle}), got {other:?}"),
+    }
+}
+
+#[test]
+fn a_panic_in_the_writer_fails_waiters_and_every_later_write() {
+    let points = Points::take();
+    for point in [COMMIT_BEFORE_WRITE, COMMIT_BEFORE_SYNC, COMMIT_BEFORE_PUBLISH] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), Durability::Sync);
+        let a = svc("inv_a");
+        s.wait_durable(s.progress(&a, &[RUN], &[]).unwrap()).unwrap();
+        s.drain_notify().unwrap();
+        points.set(point, "panic(boom in the writer)");
+        let seq = s.progress(&a, &[RUN], &[]).unwrap();
+        let waiter = {
+            let s = s.clone();
+            within(10, move || s.wait_durable(seq)).expect("the waiter is not left hanging")
+        };
+        writer_failed(waiter, "panicked: boom in the writer");
+        assert_eq!(s.durable_seq(), seq - 1);
+        assert!(notified(&s, 1000), "{point}: the event loop learns at once");
+        writer_failed(s.drain_notify(), "boom");
+        writer_failed(s.wait_durable(seq), "boom");
+        writer_failed(s.progress(&a, &[RUN], &[]), "boom");
+        writer_failed(s.kill("inv_a").map(|_| ()), "boom");
+        assert!(s.close().is_err());
+        failpoints::remove(point).unwrap();
+    }
+}
+
+#[test]
+fn a_waiter_blocked_before_the_writer_panics_is_woken() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Durability::Wal);
+    points.set(COMMIT_BEFORE_WRITE, "pause");
+    points.set(COMMIT_BEFORE_PUBLISH, "panic");
+    let seq = s.progress(&svc("inv_a"), &[RUN], &[]).unwrap();
+    let waiter = {
+        let s = s.clone();
+        std::thread::spawn(move || s.wait_durable(seq))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!waiter.is_finished(), "blocked while the writer is paused");
+    failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
+    writer_failed(waiter.join().unwrap(), "failpoint commit.before_publish panic");
+}
+
+#[test]
+fn an_injected_write_error_fails_the_group_like_a_failed_write() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path(), Durability::Sync);
+        let a = svc("inv_a");
+        let first = s.progress(&a, &[RUN], &[]).unwrap();
+        s.wait_durable(first).unwrap();
+        points.set(COMMIT_WRITE_ERROR, "return");
+        let seq = s.progress(&a, &[RUN, RUN], &[]).unwrap();
+        writer_failed(s.wait_durable(seq), "injected write error");
+        assert_eq!(s.durable_seq(), first);
+        writer_failed(s.drain_notify(), "injected write error");
+        writer_failed(s.admit(&svc("inv_b"), true), "injected write error");
+        assert!(s.close().is_err());
+    }
+    drop(points);
+    // The failed group is not on disk: recovery decides what happened, here nothing.
+    let s = open(dir.path(), Durability::Sync);
+    assert_eq!(s.load_journal("inv_a").unwrap().len(), 1);
+}
+
+#[test]
+fn pause_holds_durable_seq_until_released() {
+    let points = Points::take();
+    for point in [COMMIT_BEFORE_WRITE, COMMIT_BEFORE_SYNC, COMMIT_BEFORE_PUBLISH] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path(), Durability::Sync);
+        let a = svc("inv_a");
+        points.set(point, "pause");
+        let seq = s.progress(&a, &[RUN], &[]).unwrap();
+        let waiter = {
+            let s = s.clone();
+            std::thread::spawn(move || s.wait_durable(seq))
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(s.durable_seq() < seq, "{point}: not published while paused");
+        assert!(!waiter.is_finished());
+        assert!(!notified(&s, 0));
+        failpoints::remove(point).unwrap();
+        assert_eq!(waiter.join().unwrap().unwrap(), seq);
+        assert!(notified(&s, 1000));
+        s.close().unwrap();
+    }
+    // `1*off->pause`: the first group passes, the next one waits.
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Durability::Wal);
+    points.set(COMMIT_BEFORE_PUBLISH, "1*off->pause");
+    let a = svc("inv_a");
+    s.wait_durable(s.progress(&a, &[RUN], &[]).unwrap()).unwrap();
+    let seq = s.progress(&a, &[RUN], &[]).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(s.durable_seq(), seq - 1);
+    points.set(COMMIT_BEFORE_PUBLISH, "off"); // configuring again releases it too
+    assert_eq!(s.wait_durable(seq).unwrap(), seq);
+}
+
+#[test]
+fn signals_answer_while_the_writer_is_stuck() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Durability::Sync);
+    points.set(COMMIT_BEFORE_WRITE, "pause");
+    let a = svc("inv_a");
+    s.progress(&a, &[RUN], &[]).unwrap();
+    let (done, _) = s.complete(&a, &[], None, 0, None, &[]).unwrap();
+    let b = svc("inv_b");
+    s.progress(&b, &[RUN], &[]).unwrap();
+    assert_eq!(s.durable_seq(), 0);
+    let answers = {
+        let s = s.clone();
+        within(5, move || {
+            let unknown: Vec<_> = (0..1000).map(|i| s.cancel(&format!("inv_nope{i}")).unwrap()).collect();
+            (unknown, s.kill("inv_a").unwrap(), s.complete_awakeable("inv_a", 0, &Default::default()).unwrap(), s.kill("inv_b").unwrap())
+        })
+    }
+    .expect("a signal never waits for the writer");
+    assert!(answers.0.iter().all(|r| *r == (SIGNAL_UNKNOWN, 0)));
+    assert_eq!(answers.1, (SIGNAL_ALREADY_COMPLETED, done), "finished in a queued commit: wait for it");
+    assert_eq!(answers.2, (SIGNAL_ALREADY_COMPLETED, done));
+    assert_eq!(answers.3.0, SIGNAL_APPLIED);
+    failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
+    assert_eq!(s.wait_durable(answers.3 .1).unwrap(), answers.3 .1);
+}
+
+#[test]
+fn purge_leaves_a_workflow_key_to_the_run_admitted_after_it() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Durability::Wal);
+    let run = |id: &str| InvocationMeta::new(id.into(), "Wf".into(), "run".into(), "w".into(), KIND_WORKFLOW, b"{}", vec![], 1).unwrap();
+    let set = |v: &'static [u8]| EntryRef { kind: entry::SET_STATE, name: Some("s"), value: Some(v), code: 0, message: None };
+    let r1 = run("inv_r1");
+    s.admit(&r1, false).unwrap();
+    s.progress(&r1, &[set(b"old")], &[]).unwrap();
+    s.complete(&r1, &[], None, 0, None, &[]).unwrap();
+    s.wait_durable(s.last_seq()).unwrap();
+    // The purge of run 1 is queued but not written when run 2 of the key is admitted
+    // (its lookup already sees the row deleted) and writes the key's state.
+    points.set(COMMIT_BEFORE_WRITE, "pause");
+    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 1);
+    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), None);
+    let r2 = run("inv_r2");
+    s.admit(&r2, false).unwrap();
+    s.progress(&r2, &[set(b"new")], &[]).unwrap();
+    // Run 1's record is still on disk: another purge must not take the key's state with it.
+    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 0);
+    failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
+    s.wait_durable(s.last_seq()).unwrap();
+    let state: Vec<_> = s.load_state("Wf", "w").unwrap().iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+    assert_eq!(state, vec![("s".to_string(), b"new".to_vec())]);
+    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap().map(|(id, _)| id).as_deref(), Some("inv_r2"));
+    drop(points);
+}
+
+#[test]
+fn a_failed_recovery_is_a_storage_error() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path(), Durability::Sync);
+        s.progress(&svc("inv_a"), &[RUN], &[]).unwrap();
+        s.close().unwrap();
+    }
+    points.set(STORE_RECOVER, "return");
+    let s = Store::open(dir.path(), Durability::Sync).unwrap();
+    match s.recover() {
+        Err(e @ Error::Storage(_)) => assert!(e.to_string().contains("injected I/O error"), "{e}"),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+    failpoints::remove(STORE_RECOVER).unwrap();
+    assert_eq!(s.recover().unwrap().len(), 1, "nothing was half-done");
+}
+
+#[test]
+fn stead_failpoints_configures_points_at_open() {
+    let _points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    std::env::set_var(failpoints::ENV, "store.recover=return; commit.before_write=off");
+    let s = Store::open(dir.path(), Durability::Wal);
+    std::env::remove_var(failpoints::ENV);
+    assert!(matches!(s.unwrap().recover(), Err(Error::Storage(_))));
+
+    for bad in ["store.recover", "nope=return", "store.recover=bogus(("] {
+        std::env::set_var(failpoints::ENV, bad);
+        let r = Store::open(dir.path(), Durability::Wal);
+        std::env::remove_var(failpoints::ENV);
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{bad}");
+    }
+}

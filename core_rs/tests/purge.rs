@@ -1,0 +1,118 @@
+//! Purge in batches, and a workflow key's state and promises outliving a
+//! purged run when a newer run holds the key.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use stead_core::commit::Durability;
+use stead_core::entry::{self, EntryRef};
+use stead_core::invocation::*;
+use stead_core::store::Store;
+
+fn open(dir: &Path) -> Store {
+    let s = Store::open(dir, Durability::Wal).unwrap();
+    s.recover().unwrap();
+    s
+}
+
+fn run(id: &str, key: &str, idem: &str) -> Arc<InvocationMeta> {
+    let links = Links { idempotency_key: idem.into(), ..Default::default() };
+    InvocationMeta::with_links(id.into(), "Wf".into(), "run".into(), key.into(), KIND_WORKFLOW, b"{}", vec![], 1, links).unwrap()
+}
+
+fn set(value: &'static [u8]) -> EntryRef<'static> {
+    EntryRef { kind: entry::SET_STATE, name: Some("s"), value: Some(value), code: 0, message: None }
+}
+
+fn resolve(name: &'static str) -> EntryRef<'static> {
+    EntryRef { kind: entry::COMPLETE_PROMISE, name: Some(name), value: Some(b"v"), code: 0, message: None }
+}
+
+fn sync(s: &Store) {
+    s.wait_durable(s.last_seq()).unwrap();
+}
+
+fn state(s: &Store, key: &str) -> Vec<(String, Vec<u8>)> {
+    sync(s);
+    s.load_state("Wf", key).unwrap().iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
+}
+
+fn holder(s: &Store, key: &str, idem: &str) -> Option<String> {
+    s.idempotency_lookup("Wf", key, "run", idem).unwrap().map(|(id, _)| id)
+}
+
+/// Run 1 of workflow key `key`: state s=old, promise p resolved, completed and durable.
+fn finished_run(s: &Store, key: &str) {
+    let r1 = run("inv_r1", key, "");
+    s.admit(&r1, false).unwrap();
+    s.progress(&r1, &[set(b"old"), resolve("p")], &[]).unwrap();
+    s.complete(&r1, &[], Some(b"done"), 0, None, &[]).unwrap();
+    sync(s);
+}
+
+#[test]
+fn a_newer_run_that_holds_the_idempotency_row_keeps_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    finished_run(&s, "w");
+    // The store does not check idempotency rows at admission: a second run of the key
+    // (as if admitted after a lookup raced with an earlier purge) takes the row.
+    let r2 = run("inv_r2", "w", "");
+    s.admit(&r2, false).unwrap();
+    s.progress(&r2, &[set(b"new")], &[]).unwrap();
+    s.complete(&r2, &[], None, 0, None, &[]).unwrap();
+    sync(&s);
+    // Purge the first run only (the second completed later): its record goes, the key's
+    // state, promises and idempotency row are the second run's.
+    let purged = s.purge_completed(now_ms() + 1, 1).unwrap();
+    assert_eq!(purged, 1);
+    sync(&s);
+    assert!(s.get_invocation("inv_r1").unwrap().is_none());
+    assert_eq!(state(&s, "w"), vec![("s".into(), b"new".to_vec())]);
+    assert_eq!(s.peek_promise("Wf", "w", "p").unwrap().0, Some((Some(b"v".to_vec()), 0, None)));
+    assert_eq!(holder(&s, "w", "").as_deref(), Some("inv_r2"));
+}
+
+#[test]
+fn a_key_owned_by_a_live_run_keeps_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    finished_run(&s, "w");
+    // A live run on the key (with another idempotency key, so the old row still names run 1).
+    let r2 = run("inv_r2", "w", "again");
+    s.admit(&r2, false).unwrap();
+    s.progress(&r2, &[set(b"new")], &[]).unwrap();
+    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 1);
+    assert_eq!(holder(&s, "w", ""), None, "run 1's own row is deleted");
+    assert_eq!(state(&s, "w"), vec![("s".into(), b"new".to_vec())]);
+    assert!(s.peek_promise("Wf", "w", "p").unwrap().0.is_some());
+    // Once the key is free, purging the second run deletes them.
+    s.complete(&r2, &[], None, 0, None, &[]).unwrap();
+    sync(&s);
+    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 1);
+    assert!(state(&s, "w").is_empty());
+    assert_eq!(s.peek_promise("Wf", "w", "p").unwrap().0, None);
+}
+
+#[test]
+fn many_invocations_are_purged_in_batches_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    for i in 0..300 {
+        let x = InvocationMeta::new(format!("inv_{i:03}"), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"", vec![], 1).unwrap();
+        s.progress(&x, &[EntryRef { kind: entry::RUN, name: None, value: Some(b"1"), code: 0, message: None }], &[]).unwrap();
+        s.complete(&x, &[], None, 0, None, &[]).unwrap();
+    }
+    sync(&s);
+    let groups = s.groups_written();
+    assert_eq!(s.purge_completed(now_ms() + 1, 250).unwrap(), 250);
+    // Not written yet or written: either way the same invocations are not counted twice.
+    assert_eq!(s.purge_completed(now_ms() + 1, 1000).unwrap(), 50);
+    sync(&s);
+    assert!(s.groups_written() > groups, "batches are commits of their own");
+    assert_eq!(s.purge_completed(now_ms() + 1, 1000).unwrap(), 0);
+    for i in [0, 149, 299] {
+        assert!(s.get_invocation(&format!("inv_{i:03}")).unwrap().is_none());
+        assert!(s.load_journal(&format!("inv_{i:03}")).unwrap().is_empty());
+    }
+}
