@@ -19,7 +19,7 @@ from ._context import (
     WorkflowContext,
     WorkflowSharedContext,
 )
-from ._errors import TerminalError
+from ._errors import RetryableError, SdkInternalBaseException, TerminalError, is_internal_exception
 from ._futures import (
     DurablePromise,
     RestateDurableCallFuture,
@@ -44,8 +44,10 @@ __all__ = [
     "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",
+    "RetryableError",
     "RunOptions",
     "Saga",
+    "SdkInternalBaseException",
     "SendHandle",
     "Service",
     "TerminalError",
@@ -56,6 +58,7 @@ __all__ = [
     "app",
     "as_completed",
     "gather",
+    "is_internal_exception",
     "select",
     "wait_completed",
 ]

@@ -71,6 +71,9 @@ class Awaiting:
     _resolved_at: int
     _resolved: list[int]
 
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
     def _mismatch(self, index: int, kind: int, name: Optional[str]) -> NonDeterminismError:
         raise NotImplementedError
 
@@ -113,6 +116,7 @@ class Awaiting:
         return i, entry
 
     def add_child(self, child: "Child") -> None:
+        self._check_open()
         self._children.append(child)
 
     def is_completed(self, index: int) -> bool:
@@ -122,6 +126,7 @@ class Awaiting:
 
     async def wait_for(self, index: int) -> Completion:
         """Await the completion of entry `index` (an await point)."""
+        self._check_open()
         i = self.journal_index
         if i < self._replay_len:
             entry = self._replay[i]
@@ -141,6 +146,7 @@ class Awaiting:
             self._note_resolved(index)
             return c
         while True:
+            self._check_open()
             if self._cancel_pending:
                 await self._observe_cancel()
             c = self._completions.get(index)
@@ -152,6 +158,7 @@ class Awaiting:
     async def wait_any(self, indices: list[int]) -> list[int]:
         """Await until at least one of `indices` is complete (an await point);
         return the completed ones in the order they completed, as journaled."""
+        self._check_open()
         i = self.journal_index
         if i < self._replay_len:
             entry = self._replay[i]
@@ -171,6 +178,7 @@ class Awaiting:
             return list(done)
         wanted = set(indices)
         while True:
+            self._check_open()
             if self._cancel_pending:
                 await self._observe_cancel()
             done = [index for index in self._completions if index in wanted]
@@ -182,6 +190,7 @@ class Awaiting:
             await self._block(indices)
 
     async def _block(self, indices: list[int]) -> None:
+        self._check_open()
         if self._pending:
             await self._flush()
             return  # re-check: something may have arrived during the flush
@@ -228,6 +237,7 @@ class Awaiting:
     # -- cancellation -------------------------------------------------------------------
 
     async def _observe_cancel(self) -> NoReturn:
+        self._check_open()
         self._cancel_pending = False
         self._record_resolved()
         self.journal_index += 1

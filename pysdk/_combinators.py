@@ -11,13 +11,19 @@ Only durable futures of one invocation can be combined (asyncio tasks and
 coroutines cannot: their outcome is not journaled). The done futures come
 first in the order they completed (Restate returns them in argument order;
 completion order is what `as_completed` and `select` promise).
+
+Steps (`ctx.run`, `ctx.run_typed`, `ctx.time`) are durable futures too. Their
+bodies run in this process, so a combinator runs the steps it is given first,
+one after another in argument order, and counts them done before it waits for
+anything else: deterministic on replay, with the results Restate's parallel
+steps give (not their parallelism: the steps run sequentially).
 """
 from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
 from ._errors import TerminalError
-from ._futures import RestateDurableFuture
+from ._futures import RestateDurableFuture, RestateDurableRunFuture
 
 __all__ = ["as_completed", "gather", "select", "wait_completed"]
 
@@ -27,7 +33,7 @@ def _check(futures: tuple[Any, ...]) -> None:
     for f in futures:
         if not isinstance(f, RestateDurableFuture):
             raise TerminalError(
-                f"combinators take the durable futures of ctx.sleep, the calls, awakeables and promises; "
+                f"combinators take durable futures (ctx.run, ctx.sleep, calls, awakeables, promises); "
                 f"got {type(f).__name__}"
             )
         if machine is None:
@@ -44,6 +50,11 @@ async def wait_completed(
     if not args:
         return [], []
     _check(args)
+    steps = [f for f in args if isinstance(f, RestateDurableRunFuture)]
+    if steps:
+        for f in steps:
+            await f._settle()
+        return list(steps), [f for f in args if not isinstance(f, RestateDurableRunFuture)]
     done_indices = await args[0]._m.wait_any([f._index for f in args])
     by_index: dict[int, RestateDurableFuture[Any]] = {}
     for f in args:

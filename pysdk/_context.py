@@ -20,6 +20,8 @@ passed to the combinators (`_combinators`).
 """
 from __future__ import annotations
 
+import abc
+import asyncio
 import time as _time
 import typing
 import uuid as _uuid
@@ -35,6 +37,7 @@ from ._futures import (
     DurablePromise,
     RestateDurableCallFuture,
     RestateDurableFuture,
+    RestateDurableRunFuture,
     RestateDurableSleepFuture,
     SendHandle,
     cancel_invocation,
@@ -56,14 +59,68 @@ RunAction = Union[Callable[..., Coroutine[Any, Any, T]], Callable[..., T]]
 _return_hints: dict[Any, Any] = {}
 
 
+class AttemptFinishedEvent(abc.ABC):
+    """Set once this attempt of the invocation is over (it completed, failed,
+    was suspended or killed, or is retried): resources that live only as long
+    as the attempt (a pending third-party call of a step) can be released then
+    (Restate's class)."""
+
+    @abc.abstractmethod
+    def is_set(self) -> bool:
+        """Whether the attempt is over."""
+
+    @abc.abstractmethod
+    async def wait(self) -> None:
+        """Return once the attempt is over."""
+
+
+class _AttemptFinished(AttemptFinishedEvent):
+    """The event of one attempt: made by the first `ctx.request()` and kept on the
+    machine (`attempt_finished`), whose owner `set`s it when the attempt ends."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def set(self) -> None:
+        self._event.set()
+
+
+def _attempt_finished(m: Machine) -> _AttemptFinished:
+    event: Optional[_AttemptFinished] = m.attempt_finished
+    if event is None:
+        event = _AttemptFinished()
+        m.attempt_finished = event
+        if getattr(m, "closed", None) is not None:
+            event.set()
+    return event
+
+
 @dataclass
 class Request:
-    """The invocation's request: id, headers, body (Restate's `Request`)."""
+    """The invocation's request (Restate's `Request`, same fields).
+
+    `headers` are those the invocation was sent with; `attempt_headers` those
+    of the transport that carries this attempt to the handler (Restate's
+    server-to-SDK request), which Stead's in-process runtime does not have: empty.
+    `scope` and `limit_key` are Restate features Stead does not have yet: None.
+    """
 
     id: str
     headers: dict[str, str]
     attempt_headers: dict[str, str]
     body: bytes
+    attempt_finished_event: AttemptFinishedEvent
+    scope: Optional[str] = None
+    limit_key: Optional[str] = None
+    idempotency_key: Optional[str] = None
 
 
 def _run_codec(action: Any, serde: Serde[Any], type_hint: Any) -> Codec:
@@ -105,9 +162,12 @@ class Context:
         self._m = machine
 
     def request(self) -> Request:
+        """The invocation's id, headers and input bytes, its idempotency key if it
+        was sent with one, and the event of the end of this attempt."""
         m = self._m
-        headers = dict(m.headers)
-        return Request(id=m.invocation_id, headers=headers, attempt_headers=dict(headers), body=m.body)
+        return Request(id=m.invocation_id, headers=dict(m.headers), attempt_headers={}, body=m.body,
+                       attempt_finished_event=_attempt_finished(m),
+                       idempotency_key=m.idempotency_key or None)
 
     def random(self) -> Random:
         """A `random.Random` seeded from the invocation id: the same sequence on
@@ -118,9 +178,11 @@ class Context:
         """A UUID (v4 layout) from `random()`: stable across retries and replays."""
         return _uuid.UUID(int=self._m.random().getrandbits(128), version=4)
 
-    def time(self) -> Awaitable[float]:
+    def time(self) -> RestateDurableFuture[float]:
         """`time.time()`, recorded as the step "timestamp": stable on replay."""
-        return self._m.run("timestamp", _time.time, (), {}, JSON_CODEC, DEFAULT_RUN_OPTIONS)
+        m = self._m
+        return RestateDurableRunFuture(m, lambda: m.run("timestamp", _time.time, (), {}, JSON_CODEC,
+                                                        DEFAULT_RUN_OPTIONS))
 
     @overload
     def run(
@@ -132,7 +194,7 @@ class Context:
         max_retry_duration: Optional[timedelta] = None,
         type_hint: Optional[type[T]] = None,
         args: Optional[tuple[Any, ...]] = None,
-    ) -> Awaitable[T]: ...
+    ) -> RestateDurableFuture[T]: ...
 
     @overload
     def run(
@@ -144,7 +206,7 @@ class Context:
         max_retry_duration: Optional[timedelta] = None,
         type_hint: Optional[type[T]] = None,
         args: Optional[tuple[Any, ...]] = None,
-    ) -> Awaitable[T]: ...
+    ) -> RestateDurableFuture[T]: ...
 
     def run(
         self,
@@ -155,7 +217,7 @@ class Context:
         max_retry_duration: Optional[timedelta] = None,
         type_hint: Optional[type[T]] = None,
         args: Optional[tuple[Any, ...]] = None,
-    ) -> Awaitable[T]:
+    ) -> RestateDurableFuture[T]:
         """Run `action(*args)` once as the durable step `name` (sync or async).
 
         Its result is journaled and durable before the await returns; on
@@ -169,7 +231,8 @@ class Context:
             options: RunOptions[Any] = DEFAULT_RUN_OPTIONS
         else:
             options = RunOptions(max_attempts=max_attempts, max_duration=max_retry_duration)
-        return self._m.run(name, action, args or (), {}, _run_codec(action, serde, type_hint), options)
+        m, codec_ = self._m, _run_codec(action, serde, type_hint)
+        return RestateDurableRunFuture(m, lambda: m.run(name, action, args or (), {}, codec_, options))
 
     @overload
     def run_typed(
@@ -180,7 +243,7 @@ class Context:
         /,
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> Awaitable[T]: ...
+    ) -> RestateDurableFuture[T]: ...
 
     @overload
     def run_typed(
@@ -191,7 +254,7 @@ class Context:
         /,
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> Awaitable[T]: ...
+    ) -> RestateDurableFuture[T]: ...
 
     def run_typed(
         self,
@@ -201,9 +264,10 @@ class Context:
         /,
         *args: P.args,
         **kwargs: P.kwargs,
-    ) -> Awaitable[T]:
+    ) -> RestateDurableFuture[T]:
         """`run` with typed arguments: `await ctx.run_typed("charge", charge, RunOptions(max_attempts=3), amount)`."""
-        return self._m.run(name, action, args, kwargs, _run_codec(action, options.serde, options.type_hint), options)
+        m, codec_ = self._m, _run_codec(action, options.serde, options.type_hint)
+        return RestateDurableRunFuture(m, lambda: m.run(name, action, args, kwargs, codec_, options))
 
     # -- durable control flow ----------------------------------------------------------
 
@@ -319,10 +383,9 @@ class ObjectContext(ObjectSharedContext):
     def set(self, name: str, value: T, serde: Serde[T] = DEFAULT_SERDE) -> None:
         """Set state `name`; visible to this handler at once, to others once committed.
 
-        With the default serde the value is serialized when the handler returns or
-        reaches its next durable point (a step, an await), not here: changes made
-        to it in between are stored too, and the value belongs to Stead once the
-        handler has returned."""
+        The value is stored as it is at this call (Restate's semantics): changing it
+        afterwards changes nothing stored unless it is set again, and a later `get`
+        returns a value of its own."""
         if serde is DEFAULT_SERDE:
             self._m.set_value(name, value)
         else:

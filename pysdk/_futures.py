@@ -17,6 +17,7 @@ import typing
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, Generic, Optional, TypeVar
 
 from ._awaiting import raise_failure
+from ._errors import TerminalError
 from ._entries import CANCEL_INVOCATION, COMPLETE_PROMISE, GET_PROMISE, PEEK_PROMISE, Entry
 from ._serde import Codec, Serde
 
@@ -56,6 +57,56 @@ class RestateDurableFuture(Generic[T], Awaitable[T]):
     def __repr__(self) -> str:
         state = "completed" if self._is_completed() else "pending"
         return f"<{type(self).__name__} entry={self._index} {state}>"
+
+
+class RestateDurableRunFuture(RestateDurableFuture[T]):
+    """`ctx.run`, `ctx.run_typed`, `ctx.time`: a durable step. Its body runs when the
+    future is first awaited, or when a combinator needs it (combinators run the steps
+    they are given one after another, in argument order, before they look at the other
+    futures: the same order on every replay). Awaiting it again returns the same
+    outcome without running anything. A step that is never awaited never runs."""
+
+    __slots__ = ("_start", "_settled", "_error")
+
+    def __init__(self, machine: "Machine", start: Callable[[], Awaitable[Any]]) -> None:
+        super().__init__(machine, -1, _identity)
+        self._start: Optional[Callable[[], Awaitable[Any]]] = start
+        self._settled = False
+        self._error: Optional[TerminalError] = None
+
+    async def _settle(self) -> None:
+        """Run (or replay) the step unless it already ran; keep its outcome."""
+        if self._settled:
+            return
+        start = self._start
+        if start is None:  # its first run is still going (awaited twice concurrently)
+            raise TerminalError("a step's future was awaited again before its step finished")
+        self._start = None
+        try:
+            self._value = await start()
+        except TerminalError as exc:
+            self._error = exc
+        except BaseException:
+            self._start = start  # not journaled (suspension, retry): may run again
+            raise
+        self._settled = True
+
+    async def _result(self) -> T:
+        await self._settle()
+        if self._error is not None:
+            raise self._error
+        value: T = self._value
+        return value
+
+    def _is_completed(self) -> bool:
+        return self._settled
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'completed' if self._settled else 'pending'}>"
+
+
+def _identity(raw: bytes) -> Any:
+    return raw
 
 
 class RestateDurableSleepFuture(RestateDurableFuture[None]):

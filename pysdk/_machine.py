@@ -25,6 +25,12 @@ a requested cancellation (journaling CANCEL and raising
 `Backend.wait` until the completion is there. `_awaiting` holds the rules
 that keep await points deterministic on replay.
 
+An attempt ends when it is suspended, killed or asked to replay: the runtime
+then `close`s its machine before the handler unwinds, and from then on every
+operation of the machine raises that same control-flow exception, so code in
+a `finally` or an `except BaseException` of the handler can journal nothing
+more (a `ctx.run` there does not even run its body).
+
 Entries are 5-tuples (see `_entries`) so that handing them to the Rust core
 costs no conversion. The machine knows nothing of storage or of the event
 loop beyond the `Backend`; the runtime (in-process or over gRPC) drives it.
@@ -42,8 +48,9 @@ import pydantic_core
 
 from . import _retry
 from ._awaiting import Awaiting
-from ._entries import CANCEL, CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SET_STATE, STATE_KEYS, Completion, Entry, describe
-from ._errors import NonDeterminismError, ReplayRequested, Suspended, TerminalError
+from ._entries import (AWAKEABLE, CANCEL, CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SET_STATE, STATE_KEYS, Completion,
+                       Entry, describe)
+from ._errors import NonDeterminismError, ReplayRequested, RetryableError, Suspended, TerminalError
 from ._retry import RunOptions, RunRetry
 from ._serde import Codec, json_dumps
 
@@ -73,12 +80,12 @@ class Lent(Protocol):
         """The decoded value, which from now on belongs to the handler."""
 
     def encode(self, value: Any) -> bytes:
-        """The JSON of `value`, set by the handler after it took this one (the lender
-        may encode only what changed since)."""
+        """The JSON of `value` as it is now, set by the handler after it took this one
+        (the lender may encode only what changed since)."""
 
 
 class Backend(Protocol):
-    """What the runtime provides to the machine (protocol v2)."""
+    """What the runtime provides to the machine (protocol v3: v2 plus `barrier`)."""
 
     async def flush(self, machine: "Machine") -> None:
         """Make `machine.take_pending()` (journal rows and state effects) and
@@ -90,6 +97,12 @@ class Backend(Protocol):
         `machine.cancel()` since this wait began (not necessarily for an index
         in `machine.awaiting`: the machine checks and loops). May raise
         `Suspended`: the coroutine is dropped and resumed later by replay."""
+
+    async def barrier(self, machine: "Machine") -> None:
+        """Return once everything this attempt has observed so far (state it
+        read, promises it peeked, completions it was given) is durable: called
+        before anything leaves the process on the attempt's behalf (the body of
+        a `ctx.run`). Costs nothing when it already is."""
 
     def check_target(self, service: str, handler: str, key: Optional[str], is_send: bool) -> None:
         """Raise `TerminalError` (404) for an unknown target, and for a call
@@ -118,8 +131,13 @@ class Machine(Awaiting):
         completions: Optional[dict[int, Completion]] = None,
         cancelled: bool = False,
         decoded: Optional[dict[str, Lent]] = None,
+        idempotency_key: str = "",
     ) -> None:
         self.invocation_id = invocation_id
+        self.idempotency_key = idempotency_key
+        # Set by `ctx.request()` (an asyncio.Event-like `AttemptFinishedEvent`): set when
+        # this attempt ends, however it ends.
+        self.attempt_finished: Optional[Any] = None
         self.key = key
         self.handler_kind = handler_kind
         self.state: dict[str, bytes] = dict(state)
@@ -128,12 +146,14 @@ class Machine(Awaiting):
         self.decoded: dict[str, Lent] = decoded if decoded is not None else {}
         # Lent values the handler took, by name: they encode what it sets under that name.
         self._taken: dict[str, Lent] = {}
-        # Values set with the default JSON serde, not serialized yet: name -> (value,
-        # index in `_pending` of its SET entry). Serialized by `take_pending`.
-        self._unwritten: dict[str, tuple[Any, int]] = {}
-        # What `take_pending` last serialized: name -> (value, the lent value that
-        # encoded it or None).
-        self.written: dict[str, tuple[Any, Optional[Lent]]] = {}
+        # The last value set under each name with the default JSON serde, with the bytes it
+        # was serialized to at the `set` and the lent value that encoded it (or None). The
+        # runtime may keep such a value decoded for the key's next writer (see
+        # runtime/state_values.py), once it has checked that the value still equals its bytes
+        # and that nothing else holds it. A later set as bytes or clear of the name drops it.
+        self.written: dict[str, tuple[Any, bytes, Optional[Lent]]] = {}
+        # Set by `close`: the control-flow exception every later operation raises.
+        self._closed: Optional[type[BaseException]] = None
         self.headers = headers
         self.attempt = attempt
         self.always_replay = always_replay
@@ -161,33 +181,34 @@ class Machine(Awaiting):
 
     def take_pending(self) -> list[Entry]:
         """The entries recorded live since the last call, in order (and forget them).
-
-        State values set with the default serde are serialized here, not at `set`:
-        a handler that sets a large value and returns pays one encoding. So a set value
-        is stored as it is when the handler returns or reaches its next durable point.
-        The values serialized by this call are then in `written`, by name. Raises
-        what the encoder raises for a value it cannot encode."""
-        self.written = {}
-        if self._unwritten:
-            self._write_all()
+        A closed machine has nothing to hand over: its entries are dropped."""
         pending = self._pending
         self._pending = []
-        return pending
+        return pending if self._closed is None else []
 
-    def _write(self, name: str) -> bytes:
-        """Serialize the unwritten value of `name` into its SET entry and the state view."""
-        value, at = self._unwritten.pop(name)
-        lent = self._taken.pop(name, None)
-        raw = json_dumps(value) if lent is None else lent.encode(value)
-        self._pending[at] = (SET_STATE, name, raw, 0, None)
-        self.state[name] = raw
-        return raw
+    def close(self, reason: type[BaseException]) -> None:
+        """End this attempt (suspended, killed, replay requested): drop what is pending,
+        and make every later operation raise `reason`, so that nothing the handler does
+        while it unwinds reaches the journal. The first reason stays."""
+        if self._closed is None:
+            self._closed = reason
+            self._pending = []
+            self._children = []
+            self.attempt_ended()
 
-    def _write_all(self) -> None:
-        written = {name: (entry[0], self._taken.get(name)) for name, entry in self._unwritten.items()}
-        for name in written:
-            self._write(name)
-        self.written = written
+    def attempt_ended(self) -> None:
+        """Signal `ctx.request().attempt_finished_event` (the attempt is over)."""
+        if self.attempt_finished is not None:
+            self.attempt_finished.set()
+
+    @property
+    def closed(self) -> Optional[type[BaseException]]:
+        """Why the attempt was closed, or None while it is open."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._closed()
 
     def check_replay_complete(self) -> None:
         """Called when the handler returned: every recorded entry must have been used."""
@@ -212,6 +233,7 @@ class Machine(Awaiting):
     # -- state ----------------------------------------------------------------
 
     def get_state(self, name: str) -> Optional[bytes]:
+        self._check_open()
         i = self.journal_index
         self.journal_index = i + 1
         if i < self._replay_len:
@@ -220,14 +242,16 @@ class Machine(Awaiting):
                 self.journal_index = i
                 raise self._mismatch(i, GET_STATE, name)
             return entry[2]
-        value = self._write(name) if name in self._unwritten else self.state.get(name)
+        value = self.state.get(name)
         self._pending.append((GET_STATE, name, value, 0, None))
         return value
 
     def get_value(self, name: str) -> Any:
         """`get_state` decoded with the default JSON serde. A committed value the
-        runtime lent decoded is handed over as is (this handler now owns it);
-        otherwise the bytes are decoded, so every call returns a fresh value."""
+        runtime lent decoded is handed over as is (this handler now owns it: the
+        runtime lends only values that nothing else holds); otherwise the bytes are
+        decoded, so every call returns a value that nothing else holds."""
+        self._check_open()
         if self.journal_index >= self._replay_len and name in self.decoded:
             self.journal_index += 1
             self._pending.append((GET_STATE, name, self.state.get(name), 0, None))
@@ -239,6 +263,7 @@ class Machine(Awaiting):
     def _replayed(self, kind: int, name: str) -> bool:
         """Consume the next journal index for a state write: True if it was recorded
         (replay: the write is already in the loaded state), after checking it matches."""
+        self._check_open()
         i = self.journal_index
         if i < self._replay_len:
             entry = self._replay[i]
@@ -252,38 +277,37 @@ class Machine(Awaiting):
     def set_state(self, name: str, value: bytes) -> None:
         if self._replayed(SET_STATE, name):
             return
-        self._supersede(name)
+        self.decoded.pop(name, None)
+        self._taken.pop(name, None)
+        self.written.pop(name, None)
         self.state[name] = value
         self._pending.append((SET_STATE, name, value, 0, None))
 
     def set_value(self, name: str, value: Any) -> None:
-        """`set_state` with the default JSON serde, serialized by `take_pending`."""
+        """`set_state` with the default JSON serde: the value is serialized here, so
+        what is stored is the value as it is at the call (Restate's semantics), whatever
+        the handler does with it afterwards. A lent value the handler took encodes it
+        (the lender may encode only the items appended since)."""
         if self._replayed(SET_STATE, name):
             return
-        self._supersede(name, encoder_stays=True)
-        self._unwritten[name] = (value, len(self._pending))
-        self.state[name] = b""  # a placeholder until written: the name exists
-        self._pending.append((SET_STATE, name, None, 0, None))
-
-    def _supersede(self, name: str, encoder_stays: bool = False) -> None:
-        """Before `name` is set or cleared: its lent value is stale, and an earlier
-        unwritten set of it keeps the value it has now. A value taken from it stays
-        the encoder of what is set under the name (`set_value`) unless cleared or
-        set as bytes."""
         self.decoded.pop(name, None)
-        if name in self._unwritten:
-            self._write(name)
-        elif not encoder_stays:
-            self._taken.pop(name, None)
+        lent = self._taken.get(name)
+        raw = json_dumps(value) if lent is None else lent.encode(value)
+        self.written[name] = (value, raw, lent)
+        self.state[name] = raw
+        self._pending.append((SET_STATE, name, raw, 0, None))
 
     def clear_state(self, name: str) -> None:
         if self._replayed(CLEAR_STATE, name):
             return
-        self._supersede(name)
+        self.decoded.pop(name, None)
+        self._taken.pop(name, None)
+        self.written.pop(name, None)
         self.state.pop(name, None)
         self._pending.append((CLEAR_STATE, name, None, 0, None))
 
     def clear_all(self) -> None:
+        self._check_open()
         i = self.journal_index
         self.journal_index = i + 1
         if i < self._replay_len:
@@ -293,13 +317,12 @@ class Machine(Awaiting):
             return
         self.decoded.clear()
         self._taken.clear()
-        if self._unwritten:
-            self._write_all()
-            self.written = {}
+        self.written.clear()
         self.state.clear()
         self._pending.append((CLEAR_ALL, None, None, 0, None))
 
     def state_keys(self) -> list[str]:
+        self._check_open()
         i = self.journal_index
         self.journal_index = i + 1
         if i < self._replay_len:
@@ -324,7 +347,12 @@ class Machine(Awaiting):
         options: RunOptions[Any],
     ) -> Any:
         """Run (or replay) the step `name`; return its result as decoded from
-        its journaled bytes, so a live run and its replays return equal values."""
+        its journaled bytes, so a live run and its replays return equal values.
+
+        The body is an external effect: before it runs, an awakeable journaled but not
+        yet durable is made durable (the body may hand its id to whoever resolves it),
+        and everything the attempt has observed must be durable (`Backend.barrier`)."""
+        self._check_open()
         i = self.journal_index
         if i < self._replay_len:
             entry = self._replay[i]
@@ -340,10 +368,14 @@ class Machine(Awaiting):
 
         if self._cancel_pending:  # the start of a live step is an await point
             await self._observe_cancel()
+        if any(e[0] == AWAKEABLE for e in self._pending):
+            await self._flush()
+        await self.backend.barrier(self)
         started = _monotonic()
         retry: Optional[RunRetry] = None
         attempts = 0
         while True:
+            self._check_open()
             attempts += 1
             try:
                 result = action(*args, **kwargs)
@@ -357,13 +389,17 @@ class Machine(Awaiting):
                 delay = retry.next_delay(attempts, _monotonic() - started)
                 if delay is None:
                     message = f"run {name!r} failed after {attempts} attempt(s): {type(exc).__name__}: {exc}"
-                    return await self._fail_run(name, 500, message, exc)
+                    code = exc.status_code if isinstance(exc, RetryableError) else 500
+                    return await self._fail_run(name, code, message, exc)
+                if isinstance(exc, RetryableError) and exc.retry_after is not None:
+                    delay = max(0.0, exc.retry_after.total_seconds())  # the error's own delay (Restate)
                 logger.warning(
                     "invocation %s: run %r attempt %d failed (%s: %s); retrying in %.3fs",
                     self.invocation_id, name, attempts, type(exc).__name__, exc, delay,
                 )
                 await _retry.sleep(delay)
                 continue
+            self._check_open()  # closed while the body ran: its result is not journaled
             try:
                 value = codec.dumps(result)
             except Exception as exc:  # noqa: BLE001 - retrying cannot fix an unencodable value
@@ -376,14 +412,17 @@ class Machine(Awaiting):
 
     async def _fail_run(self, name: str, code: int, message: str, cause: BaseException) -> Any:
         """Journal the step's terminal failure, make it durable, raise it."""
+        self._check_open()
         self.journal_index += 1
         self._pending.append((RUN, name, None, code, message))
         await self._flush()
         raise TerminalError(message, code) from cause
 
     async def _flush(self) -> None:
+        self._check_open()
         await self.backend.flush(self)
         if self.always_replay:
+            self.close(ReplayRequested)
             raise ReplayRequested()
 
     # -- deterministic randomness -------------------------------------------------

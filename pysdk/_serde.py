@@ -24,11 +24,20 @@ and values orjson refuses (ints beyond 64 bits, non-string dict keys) through
 JSON. The output is compact JSON (`["a","b"]`, UTF-8), the same value as
 Restate's `json.dumps` output for every JSON reader (NaN and infinities, which
 are not JSON, are written as null).
+
+Pydantic models are written as Restate writes them, as `model_dump_json()`
+does: by field name (or by alias if the model's config says
+`serialize_by_alias`), wherever they appear (handler outputs, state, step
+results, awakeable and promise values), not by alias as pydantic-core's
+encoder would by default. Reading a model accepts its field names and its
+aliases both (`by_name` and `by_alias`), so a value Stead wrote reads back
+whatever the model's config, and so does a value a client wrote by alias.
 """
 from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 import typing
 from typing import Any, Callable, Generic, Optional, TypeVar
 
@@ -45,7 +54,24 @@ _orjson_dumps = orjson.dumps
 _OrjsonError = orjson.JSONEncodeError
 # Types beyond orjson's JSON core are converted by pydantic (as `to_json` would).
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
-_jsonable = pydantic_core.to_jsonable_python
+_to_jsonable = pydantic_core.to_jsonable_python
+_BaseModel = pydantic.BaseModel
+
+# Keyword arguments of a model's JSON validation that accept field names and aliases
+# both (pydantic >= 2.11; older versions validate as the model's config says).
+_BY_NAME_OR_ALIAS: dict[str, Any] = (
+    {"by_alias": True, "by_name": True}
+    if "by_name" in inspect.signature(pydantic.BaseModel.model_validate_json).parameters
+    else {}
+)
+
+
+def _jsonable(obj: Any) -> Any:
+    """orjson's `default`: a value orjson does not encode itself, as JSON-able Python.
+    A model as `model_dump_json()` writes it; anything else by field name."""
+    if isinstance(obj, _BaseModel):
+        return obj.model_dump(mode="json")
+    return _to_jsonable(obj, by_alias=False)
 
 
 class Serde(Generic[T], abc.ABC):
@@ -84,8 +110,9 @@ def json_dumps(obj: Any) -> bytes:
         return _orjson_dumps(obj, default=_jsonable, option=_ORJSON_OPTIONS)
     except _OrjsonError:
         # Ints beyond 64 bits, non-string dict keys, deep nesting: pydantic-core's
-        # encoder takes those (and raises for what is not encodable at all).
-        return _to_json(obj)
+        # encoder takes those (and raises for what is not encodable at all). Models
+        # by field name (here even one whose config says `serialize_by_alias`).
+        return _to_json(obj, by_alias=False)
 
 
 class JsonSerde(Serde[I]):
@@ -106,7 +133,7 @@ class PydanticJsonSerde(Serde[I]):
         self.model = model
 
     def deserialize(self, buf: bytes) -> Optional[I]:
-        return self.model.model_validate_json(buf) if buf else None
+        return self.model.model_validate_json(buf, **_BY_NAME_OR_ALIAS) if buf else None
 
     def serialize(self, obj: Optional[I]) -> bytes:
         if obj is None:
@@ -159,7 +186,7 @@ def _model_codec(model: type[pydantic.BaseModel]) -> Codec:
     validate = model.model_validate_json
 
     def loads(buf: bytes) -> Any:
-        return validate(buf) if buf else None
+        return validate(buf, **_BY_NAME_OR_ALIAS) if buf else None
 
     def dumps(obj: Any) -> bytes:
         if isinstance(obj, pydantic.BaseModel):
@@ -178,7 +205,7 @@ def _adapter_codec(hint: Any) -> Codec:
     validate = adapter.validate_json
 
     def loads(buf: bytes) -> Any:
-        return validate(buf) if buf else None
+        return validate(buf, **_BY_NAME_OR_ALIAS) if buf else None
 
     # Encoding needs no schema: the schema-less encoder (a schema-bound
     # dump_json would warn on values of an unexpected type).

@@ -1,5 +1,13 @@
 """Context types, under the module name Restate uses (`restate.context`)."""
-from ._context import Context, ObjectContext, ObjectSharedContext, Request, WorkflowContext, WorkflowSharedContext
+from ._context import (
+    AttemptFinishedEvent,
+    Context,
+    ObjectContext,
+    ObjectSharedContext,
+    Request,
+    WorkflowContext,
+    WorkflowSharedContext,
+)
 from ._futures import (
     DurablePromise,
     RestateDurableCallFuture,
@@ -10,6 +18,7 @@ from ._futures import (
 from ._retry import RunOptions
 
 __all__ = [
+    "AttemptFinishedEvent",
     "Context",
     "DurablePromise",
     "ObjectContext",

@@ -51,6 +51,7 @@ class FakeBackend:
         self.flushes = 0
         self.waits: list[list[int]] = []
         self.on_wait: Optional[Callable[["FakeBackend", Machine], None]] = None
+        self.barriers = 0  # how often a step body waited for what the attempt observed
         self._live: Optional[Machine] = None
 
     # -- durable effects ------------------------------------------------------------
@@ -100,7 +101,10 @@ class FakeBackend:
         """Same object state, empty journal: the next invocation on this key."""
         return FakeBackend(state=self.state, app=self.app, caller=self.caller)
 
-    # -- Backend protocol v2 -----------------------------------------------------------
+    # -- Backend protocol v3 -----------------------------------------------------------
+
+    async def barrier(self, machine: Machine) -> None:
+        self.barriers += 1
 
     async def flush(self, machine: Machine) -> None:
         self.flushes += 1
@@ -181,5 +185,8 @@ def logged(log: list[str], name: str, result: Any = None) -> Callable[[], Any]:
     return action
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+def run(awaitable: Any) -> Any:
+    """Run a coroutine or any awaitable (a durable future) to its end."""
+    async def main() -> Any:
+        return await awaitable
+    return asyncio.run(main())

@@ -12,6 +12,9 @@ from pysdk._machine import Machine
 
 
 class NullBackend:
+    async def barrier(self, machine: Machine) -> None:
+        return None
+
     async def flush(self, machine: Machine) -> None:
         machine.take_pending()
 

@@ -18,8 +18,10 @@ EXPECTED = [
     "RestateDurableCallFuture",
     "RestateDurableFuture",
     "RestateDurableSleepFuture",
+    "RetryableError",
     "RunOptions",
     "Saga",
+    "SdkInternalBaseException",
     "SendHandle",
     "Service",
     "TerminalError",
@@ -30,6 +32,7 @@ EXPECTED = [
     "app",
     "as_completed",
     "gather",
+    "is_internal_exception",
     "select",
     "wait_completed",
 ]
@@ -52,9 +55,11 @@ def test_no_public_name_leaks_outside_all() -> None:
 
 def test_restate_module_mirrors() -> None:
     assert sorted(pysdk.serde.__all__) == ["BytesSerde", "DefaultSerde", "JsonSerde", "PydanticJsonSerde", "Serde"]
-    assert pysdk.exceptions.__all__ == ["TerminalError"]
+    assert sorted(pysdk.exceptions.__all__) == [
+        "RetryableError", "SdkInternalBaseException", "TerminalError", "is_internal_exception",
+    ]
     assert sorted(pysdk.context.__all__) == [
-        "Context", "DurablePromise", "ObjectContext", "ObjectSharedContext", "Request",
+        "AttemptFinishedEvent", "Context", "DurablePromise", "ObjectContext", "ObjectSharedContext", "Request",
         "RestateDurableCallFuture", "RestateDurableFuture", "RestateDurableSleepFuture", "RunOptions",
         "SendHandle", "WorkflowContext", "WorkflowSharedContext",
     ]
@@ -63,6 +68,23 @@ def test_restate_module_mirrors() -> None:
 
 
 def test_mirrors_are_the_same_objects() -> None:
-    for module in (pysdk.context, pysdk.asyncio):
+    for module in (pysdk.context, pysdk.asyncio, pysdk.exceptions, pysdk.retry_policy, pysdk.serde):
         for name in module.__all__:
-            assert getattr(module, name) is getattr(pysdk, name)
+            if hasattr(pysdk, name):
+                assert getattr(module, name) is getattr(pysdk, name)
+
+
+# Names of Restate's Python SDK that a ported handler imports, by the module Restate has
+# them in (`restate`, `restate.exceptions`, `restate.context`); RetryableError, only in
+# `restate.exceptions` there, is also at the top here, like TerminalError.
+RESTATE_SURFACE = {
+    pysdk: ["RetryableError", "SdkInternalBaseException", "TerminalError", "is_internal_exception"],
+    pysdk.exceptions: ["RetryableError", "SdkInternalBaseException", "TerminalError", "is_internal_exception"],
+    pysdk.context: ["AttemptFinishedEvent", "Request"],
+}
+
+
+def test_restate_surface_is_exported() -> None:
+    for module, names in RESTATE_SURFACE.items():
+        for name in names:
+            assert name in module.__all__, f"{module.__name__}.{name} is not in __all__"

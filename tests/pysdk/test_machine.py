@@ -10,7 +10,7 @@ from .fakes import FakeBackend, drive, run
 from pysdk import ObjectContext, RunOptions, Service, TerminalError, VirtualObject
 from pysdk._context import Context, ObjectSharedContext
 from pysdk._entries import CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SET_STATE, STATE_KEYS
-from pysdk._errors import NonDeterminismError, ReplayRequested
+from pysdk._errors import NonDeterminismError, ReplayRequested, Suspended
 
 
 # -- state, live --------------------------------------------------------------------
@@ -373,27 +373,25 @@ def test_request_and_key(backend: FakeBackend) -> None:
     assert req.id == "inv_1" and req.headers == {"x-test": "1"} and req.body == b""
 
 
-# -- state values: serialized when written, decoded values lent by the runtime --------
+# -- state values: serialized at the set (value semantics), decoded values lent by the runtime --
 
 
-def test_set_value_is_serialized_when_taken(backend: FakeBackend) -> None:
+def test_set_stores_the_value_as_it_is_at_the_call(backend: FakeBackend) -> None:
     m = backend.machine()
     ctx = ObjectContext(m)
     items = ["a"]
 
     async def body() -> None:
         ctx.set("items", items)
-        items.append("b")  # before the handler returns: stored too (see ObjectContext.set)
+        items.append("b")  # after the set: not stored (Restate's semantics)
 
     run(body())
-    assert m.take_pending() == [(SET_STATE, "items", b'["a","b"]', 0, None)]
-    assert m.written == {"items": (items, None)}
-    assert m.state == {"items": b'["a","b"]'}
-    items.append("c")  # after it was written: not stored
-    assert m.state == {"items": b'["a","b"]'} and m.take_pending() == [] and m.written == {}
+    assert m.take_pending() == [(SET_STATE, "items", b'["a"]', 0, None)]
+    assert m.written == {"items": (items, b'["a"]', None)}
+    assert m.state == {"items": b'["a"]'}
 
 
-def test_get_after_set_returns_a_copy_and_fixes_the_set_value(backend: FakeBackend) -> None:
+def test_get_after_set_returns_a_fresh_value(backend: FakeBackend) -> None:
     m = backend.machine()
     ctx = ObjectContext(m)
     items = ["a"]
@@ -402,7 +400,7 @@ def test_get_after_set_returns_a_copy_and_fixes_the_set_value(backend: FakeBacke
         ctx.set("items", items)
         got = await ctx.get("items")
         assert got == ["a"] and got is not items
-        items.append("b")  # the value was written by the get: this is not stored
+        got.append("x")  # the handler's own copy: changes nothing stored
         return got
 
     run(body())
@@ -410,10 +408,10 @@ def test_get_after_set_returns_a_copy_and_fixes_the_set_value(backend: FakeBacke
         (SET_STATE, "items", b'["a"]', 0, None),
         (GET_STATE, "items", b'["a"]', 0, None),
     ]
-    assert m.written == {}, "a value written before the end may have changed since"
+    assert m.state == {"items": b'["a"]'}
 
 
-def test_setting_a_name_twice_keeps_each_value_as_it_was_replaced(backend: FakeBackend) -> None:
+def test_setting_a_name_twice_keeps_each_value_as_it_was_set(backend: FakeBackend) -> None:
     m = backend.machine()
     ctx = ObjectContext(m)
 
@@ -488,7 +486,7 @@ def test_a_taken_value_encodes_what_is_set_under_its_name(backend: FakeBackend) 
     run(body())
     assert m.take_pending()[1] == (SET_STATE, "items", b'["a","b"]', 0, None)
     assert lent.encoded == [["a", "b"]] and other.encoded == []
-    assert m.written == {"items": (lent.value, lent), "copy": (lent.value, None)}
+    assert m.written == {"items": (lent.value, b'["a","b"]', lent), "copy": (lent.value, b'["a","b"]', None)}
 
 
 def test_setting_or_clearing_a_name_drops_its_lent_value(backend: FakeBackend) -> None:
@@ -506,11 +504,11 @@ def test_setting_or_clearing_a_name_drops_its_lent_value(backend: FakeBackend) -
     assert m.decoded == {}
 
 
-def test_unencodable_set_value_fails_when_written(backend: FakeBackend) -> None:
+def test_unencodable_set_value_fails_at_the_set(backend: FakeBackend) -> None:
     m = backend.machine()
-    ObjectContext(m).set("x", object())
     with pytest.raises(ValueError):
-        m.take_pending()
+        ObjectContext(m).set("x", object())
+    assert m.take_pending() == [] and m.state == {}
 
 
 def test_replayed_set_value_is_not_written_again(backend: FakeBackend) -> None:
@@ -519,3 +517,58 @@ def test_replayed_set_value_is_not_written_again(backend: FakeBackend) -> None:
     m = backend.machine()
     ObjectContext(m).set("x", [1])
     assert m.take_pending() == [] and m.written == {}
+
+
+# -- a closed attempt journals nothing more ----------------------------------------------
+
+
+def test_a_closed_machine_refuses_every_operation(backend: FakeBackend) -> None:
+    m = backend.machine()
+    ctx = ObjectContext(m)
+    ctx.set("a", 1)
+    m.close(Suspended)
+    ran: list[str] = []
+
+    async def step() -> None:
+        await ctx.run("cleanup", lambda: ran.append("cleanup"))
+
+    with pytest.raises(Suspended):
+        run(step())
+    with pytest.raises(Suspended):
+        ctx.set("b", 2)
+    with pytest.raises(Suspended):
+        run(ctx.get("a"))
+    with pytest.raises(Suspended):
+        ctx.clear_all()
+    assert ran == [], "the body of a step of a closed attempt does not run"
+    assert m.take_pending() == [] and m.closed is Suspended
+
+
+def test_a_machine_closed_while_its_step_runs_does_not_journal_the_result(backend: FakeBackend) -> None:
+    m = backend.machine()
+    ctx = ObjectContext(m)
+
+    def body() -> str:
+        m.close(Suspended)  # e.g. killed while the step's body was running
+        return "late"
+
+    with pytest.raises(Suspended):
+        run(ctx.run("step", body))
+    assert backend.journal == [] and m.take_pending() == []
+
+
+def test_a_step_waits_at_the_barrier_before_its_body(backend: FakeBackend) -> None:
+    m = backend.machine()
+    ctx = ObjectContext(m)
+    seen: list[int] = []
+    assert run(ctx.run("step", lambda: seen.append(backend.barriers) or "x")) == "x"
+    assert seen == [1], "the barrier was passed before the body ran"
+
+
+def test_an_awakeable_is_durable_before_a_step_body_runs(backend: FakeBackend) -> None:
+    m = backend.machine()
+    ctx = ObjectContext(m)
+    journaled: list[int] = []
+    ctx.awakeable()
+    run(ctx.run("publish", lambda: journaled.append(len(backend.journal)) or "ok"))
+    assert journaled == [1], "the AWAKEABLE entry was flushed before the body ran"
