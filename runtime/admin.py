@@ -5,6 +5,9 @@
     PATCH  /invocations/{id}/kill       stops at once, no compensation; kills callees too
     DELETE /invocations/{id}?mode=cancel|kill   (Restate's older form of the same)
     GET    /health
+    PUT    /debug/failpoints/{name}     body: actions in the `fail` crate's syntax (e.g. pause);
+    DELETE /debug/failpoints/{name}     only with STEAD_DEBUG_FAILPOINTS=1 and an extension built
+                                        with the failpoints feature (tests hold or fail the writer)
 
 202 {"invocationId", "status"} once the request is durable; 404 unknown invocation;
 409 already completed.
@@ -13,9 +16,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from urllib.parse import parse_qs, unquote
 
-from runtime.http import HttpError, Receive, Scope, Send, error_body, json_body, lifespan, respond
+from runtime import _core
+from runtime.http import HttpError, Receive, Scope, Send, error_body, json_body, lifespan, read_body, respond
 from runtime.invoker import Invoker
 
 log = logging.getLogger("stead.admin")
@@ -31,18 +36,26 @@ class Admin:
                 await lifespan(receive, send)
             return
         try:
-            await self._handle(scope, send)
+            await self._handle(scope, receive, send)
         except HttpError as exc:
             await respond(send, exc.status, error_body(exc.status, exc.message))
+        except _core.StorageError as exc:
+            # Crash-only: the store failed, the server is stopping, and what was not durable
+            # may or may not be there after recovery.
+            await respond(send, 503, error_body(503, f"the outcome is unknown: the server's storage "
+                                                     f"failed ({exc}); it restarts and recovers"))
         except Exception as exc:
             log.exception("internal error serving %s %s", scope["method"], scope["path"])
             await respond(send, 500, error_body(500, f"internal error: {exc}"))
 
-    async def _handle(self, scope: Scope, send: Send) -> None:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         parts = scope["path"].strip("/").split("/")
         method = scope["method"]
         if parts == ["health"]:
             await respond(send, 200, b'{"status":"ok"}')
+            return
+        if len(parts) == 3 and parts[:2] == ["debug", "failpoints"] and _failpoints_enabled():
+            await self._failpoint(unquote(parts[2]), method, scope, receive, send)
             return
         if len(parts) == 3 and parts[0] == "invocations" and parts[2] in ("cancel", "kill"):
             if method != "PATCH":
@@ -57,16 +70,35 @@ class Admin:
             return
         raise HttpError(404, f"unknown admin path {scope['path']}")
 
+    async def _failpoint(self, name: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if method == "PUT":
+            actions = (await read_body(scope["headers"], receive, 4096)).decode("utf-8", "replace")
+            try:
+                _core.set_failpoint(name, actions)
+            except ValueError as exc:
+                raise HttpError(400, str(exc)) from None
+        elif method == "DELETE":
+            _core.remove_failpoint(name)
+        else:
+            raise HttpError(405, f"method {method} not allowed: PUT or DELETE a failpoint")
+        log.warning("failpoint %s %s", name, "set" if method == "PUT" else "removed")
+        await respond(send, 200, json_body({"failpoint": name}))
+
     async def _signal(self, inv_id: str, action: str, send: Send) -> None:
         store = self.invoker.store
-        seq = store.cancel(inv_id) if action == "cancel" else store.kill(inv_id)
-        if seq == -1:
+        answer, seq = store.cancel(inv_id) if action == "cancel" else store.kill(inv_id)
+        if answer == _core.SIGNAL_UNKNOWN:
             raise HttpError(404, f"invocation {inv_id} not found")
-        if seq == 0:
+        if answer == _core.SIGNAL_ALREADY_COMPLETED:
+            await self.invoker.commits.wait(seq)  # the 409 is true once its commit is durable
             raise HttpError(409, f"invocation {inv_id} is already completed")
         await self.invoker.signal(seq)
         status = "cancelling" if action == "cancel" else "killed"
         await respond(send, 202, json_body({"invocationId": inv_id, "status": status}))
+
+
+def _failpoints_enabled() -> bool:
+    return os.environ.get("STEAD_DEBUG_FAILPOINTS") == "1" and _core.failpoints_enabled()
 
 
 class Router:

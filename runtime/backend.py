@@ -9,15 +9,28 @@ longer than the suspension threshold (at once in forced-replay mode) drops the
 coroutine: the store marks the invocation suspended unless a completion is
 already on its way, and `Suspended` unwinds the handler; the next completion
 resumes it by replay.
+
+The durability barrier: every read an attempt makes of data that may not be
+durable yet (the cached state of its key, a promise peek) tells the commit it
+depends on, and the attempt remembers the highest (`observe`). Before anything
+leaves the process on its behalf (the body of a `ctx.run`: `barrier`) it waits
+for that commit; its own durable points and its completion come later in
+commit order, so their waits cover it too. Waiting costs nothing once durable.
+
+Closing: when the attempt is suspended, killed or must replay, its machine is
+closed first (`Machine.close`), so nothing the handler does while it unwinds
+is journaled, and it leaves `Invoker.live` at once, so a wake-up for it that
+arrives meanwhile starts the next attempt instead of being dropped. A store
+that refuses the attempt's progress (it is no longer running) closes it too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
-from pysdk._errors import Suspended, TerminalError
+from pysdk._errors import AttemptClosed, Suspended, TerminalError
 from pysdk._machine import Child, Machine
 from runtime import _core
 from runtime.ids import now_ms
@@ -33,19 +46,39 @@ KINDS = {"service": _core.KIND_SERVICE, "exclusive": _core.KIND_EXCLUSIVE,
          "shared": _core.KIND_SHARED, "workflow": _core.KIND_WORKFLOW}
 
 
-class Killed(BaseException):
+class Killed(AttemptClosed):
     """The invocation was killed while running: stop at once, write nothing more."""
 
 
+class Refused(AttemptClosed):
+    """The store refused the attempt's progress: the invocation is no longer running
+    (killed, completed) in the store. The attempt stops and writes nothing more."""
+
+
 class Attempt:
-    __slots__ = ("invoker", "inv", "machine", "killed", "_waiter")
+    __slots__ = ("invoker", "inv", "machine", "killed", "observed", "_waiter")
 
     def __init__(self, invoker: "Invoker", inv: _core.Invocation) -> None:
         self.invoker = invoker
         self.inv = inv
         self.machine: Optional[Machine] = None
         self.killed = False
+        # The highest commit whose data this attempt has seen (see the module docstring).
+        self.observed = 0
         self._waiter: Optional[asyncio.Future[None]] = None
+
+    def observe(self, seq: int) -> None:
+        if seq > self.observed:
+            self.observed = seq
+
+    def close(self, reason: type[BaseException]) -> None:
+        """End this attempt: its machine journals nothing more, and the invocation is no
+        longer in memory as far as wakes are concerned."""
+        if self.machine is not None:
+            self.machine.close(reason)
+        live = self.invoker.live
+        if live.get(self.inv.id) is self:
+            del live[self.inv.id]
 
     # ---- Backend ----------------------------------------------------------------------
 
@@ -55,14 +88,36 @@ class Attempt:
         invoker = self.invoker
         inv = self.inv
         children = machine.take_children()
-        seq = invoker.store.progress(inv, machine.take_pending(),
-                                     self.build_children(children) if children else None)
+        try:
+            seq = invoker.store.progress(inv, machine.take_pending(),
+                                         self.build_children(children) if children else None)
+        except _core.NotRunningError as exc:
+            log.warning("invocation %s: the store refused its progress: %s", inv.id, exc)
+            self.close(Refused)
+            raise Refused() from None
+        except _core.StorageError as exc:
+            self._store_failed(exc)
         if inv.kind in WRITERS:
             invoker.cache.put(inv.service, inv.key, dict(machine.state), seq)
         invoker.after_write()
-        await invoker.commits.wait(seq)
+        await self._durable(seq)
+
+    async def barrier(self, machine: Machine) -> None:
+        await self._durable(self.observed)
+
+    async def _durable(self, seq: int) -> None:
+        try:
+            await self.invoker.commits.wait(seq)
+        except _core.StorageError as exc:
+            self._store_failed(exc)
         if self.killed:
             raise Killed()
+
+    def _store_failed(self, exc: BaseException) -> NoReturn:
+        # Not an error the handler may catch: the attempt ends, the server stops.
+        self.close(Refused)
+        self.invoker.storage_failed(exc)
+        raise Refused() from exc
 
     async def wait(self, machine: Machine) -> None:
         if self.killed:
@@ -77,6 +132,7 @@ class Attempt:
                 if done:
                     return fut.result()
             if invoker.store.suspend(self.inv, list(machine.awaiting)):
+                self.close(Suspended)
                 raise Suspended()
             # A completion is on its way (committed, not yet delivered): keep waiting.
             await fut
@@ -102,7 +158,9 @@ class Attempt:
                 "a call would deadlock; use a send", 400)
 
     def peek_promise(self, machine: Machine, name: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
-        return self.invoker.store.peek_promise(self.inv.service, self.inv.key, name)
+        outcome, seq = self.invoker.store.peek_promise(self.inv.service, self.inv.key, name)
+        self.observe(seq)
+        return outcome
 
     # ---- driven by the invoker --------------------------------------------------------
 
@@ -113,6 +171,7 @@ class Attempt:
 
     def kill(self) -> None:
         self.killed = True
+        self.close(Killed)
         fut = self._waiter
         if fut is not None and not fut.done():
             fut.set_exception(Killed())

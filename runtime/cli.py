@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         from runtime import _core
-        from runtime.server import run
+        from runtime.server import StorageFailed, run
 
         config = ServerConfig(
             target=args.target, data_dir=args.data_dir, host=args.host, port=args.port,
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         except _core.SchemaVersionError as exc:
             print(f"stead: {exc}", file=sys.stderr)
             return 2
+        except (StorageFailed, _core.StorageError) as exc:
+            print(f"stead: storage failed, stopping: {exc}; restart to recover", file=sys.stderr)
+            return 3
         except (ValueError, ImportError) as exc:
             print(f"stead: {exc}", file=sys.stderr)
             return 2

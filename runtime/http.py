@@ -6,6 +6,7 @@ No framework on purpose: a request costs a handful of ASGI messages.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any, Awaitable, Callable
@@ -18,12 +19,19 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class HttpError(Exception):
-    """Answered as `status` with a JSON body {"code", "message"}."""
+    """Answered as `status` with a JSON body {"code", "message"}; with `close`, the
+    connection is closed after the answer (the rest of the request was not read)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.close = close
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body was complete. Nothing may be admitted
+    from a partial body, and no answer can reach the client: the request is dropped."""
 
 
 def error_body(code: int, message: str) -> bytes:
@@ -40,30 +48,72 @@ async def respond(send: Send, status: int, body: bytes, *extra: tuple[bytes, byt
     await send({"type": "http.response.body", "body": body})
 
 
+# After a 413, what is still coming is read and dropped, up to this many bytes and this long,
+# so that a client that writes its whole body before reading (urllib, many others) reads the
+# 413 instead of a connection reset (closing a socket with unread data resets it).
+DRAIN_MAX_BYTES = 8 * 1024 * 1024
+DRAIN_TIMEOUT_S = 5.0
+CLOSE = (b"connection", b"close")
+
+
 async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
-    """The whole request body; 413 beyond `limit` bytes (declared or received)."""
+    """The whole request body; 413 beyond `limit` bytes (declared or received), after which the
+    connection is closed; ClientDisconnected if the client goes away before the body is complete
+    (uvicorn reports it as `http.disconnect`, whatever part of the body had arrived)."""
+    declared = -1
     for name, value in headers:
         if name == b"content-length":
             try:
                 declared = int(value)
             except ValueError:
-                raise HttpError(400, "invalid content-length header") from None
-            if declared > limit:
-                raise HttpError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+                declared = -2
+            if declared < 0:
+                raise HttpError(400, "invalid content-length header", close=True)
+    if declared > limit:
+        # A client that asked `expect: 100-continue` waits for this answer before sending the
+        # body: reading would ask it for the body (uvicorn answers 100 on the first receive).
+        if header(headers, b"expect") is None:
+            await _drain(receive, declared)
+        raise HttpError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+                        close=True)
     message = await receive()
+    if message["type"] != "http.request":
+        raise ClientDisconnected()
     body = message.get("body", b"")
-    if not message.get("more_body"):
+    if not message.get("more_body") and len(body) <= limit:
         return body
     chunks = [body]
     size = len(body)
-    while message.get("more_body"):
+    while True:
+        if size > limit:  # a body without content-length (chunked), or longer than declared
+            if message.get("more_body"):
+                await _drain(receive, declared)
+            raise HttpError(413, f"request body exceeds the limit of {limit} bytes", close=True)
+        if not message.get("more_body"):
+            return b"".join(chunks)
         message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnected()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
-            raise HttpError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+
+
+async def _drain(receive: Receive, declared: int) -> None:
+    """Read and drop the rest of a refused body, within DRAIN_MAX_BYTES and DRAIN_TIMEOUT_S;
+    not at all when the declared length alone is beyond that (the client will see a reset)."""
+    if declared > DRAIN_MAX_BYTES:
+        return
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            size = 0
+            while size <= DRAIN_MAX_BYTES:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    return
+                size += len(message.get("body", b""))
+    except TimeoutError:
+        return
 
 
 def header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:

@@ -2,13 +2,27 @@
 
     POST /{Service}/{handler}[/send]            call (or send: 202 {"invocationId","status"})
     POST /{Object|Workflow}/{key}/{handler}[/send]
-         ?delay=10s on a send; header idempotency-key on either
+         ?delay=10s on a send; header idempotency-key on either (not on a workflow's run: 400)
     POST /restate/awakeables/{id}/resolve|reject
     GET  /restate/invocation/{id}/attach|output
     GET  /restate/invocation/{Service}/{handler}/{idempotency key}/attach|output
     GET  /restate/invocation/{Object}/{key}/{handler}/{idempotency key}/attach|output
     GET  /restate/workflow/{Workflow}/{key}/attach|output
-    GET  /restate/health
+    GET  /restate/health                        {"status": "ok", "services": [...]}
+
+Paths follow Restate's grammar: the service's kind decides the shape (keyed or not), then
+the number of segments, so an object handler named `send` is `/{Object}/{key}/send`.
+Segments are percent-decoded and must be UTF-8 (else 400); a path of the wrong shape is
+400 naming the expected one; an unknown service or handler is 404. Handlers take POST or
+GET (other methods 405); a handler or service declared `ingress_private` is 400 here
+(handlers still call it). A workflow's run handler called again for a key that already
+has a run is 409 "the workflow method was already invoked" (its /send form answers 202
+"PreviouslyAccepted"; attach gives the result). Completing an awakeable that is already
+completed is 202 and changes nothing; a malformed awakeable id is 400.
+
+Bodies: beyond --max-body, 413 after reading and dropping a bounded amount of the rest
+(so that a client that writes its whole body first reads the answer), then the connection
+is closed. A client that goes away before its body is complete gets nothing admitted.
 
 Errors are JSON bodies `{"code", "message"}`; an unfinished invocation's output is
 Restate's 470 "not ready". A response that reports a result or an acceptance is
@@ -20,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from typing import Optional
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote_to_bytes
 
 import pydantic_core
 
@@ -28,8 +42,10 @@ from pysdk._app import App
 from pysdk._errors import InputError
 from pysdk._handler import HandlerSpec
 from pysdk._ids import parse_awakeable_id
-from runtime.http import (HttpError, Receive, Scope, Send, check_json_content_type, error_body, header,
-                          json_body, lifespan, parse_duration_ms, plain_headers, read_body, respond)
+from runtime import _core
+from runtime.http import (CLOSE, ClientDisconnected, HttpError, Receive, Scope, Send, check_json_content_type,
+                          error_body, header, json_body, lifespan, parse_duration_ms, plain_headers, read_body,
+                          respond)
 from runtime.invoker import Invoker
 from runtime.results import Result, UnknownInvocation
 
@@ -39,10 +55,21 @@ INVOCATION_ID_HEADER = b"x-restate-id"
 NOT_READY = 470
 _KIND_NAMES = {"object": "virtual object", "workflow": "workflow"}
 MAX_IDEMPOTENCY_KEY = 256
+# Restate's wordings.
+WORKFLOW_ALREADY_INVOKED = "the workflow method was already invoked"
+NOT_PUBLIC = "the invoked service is not public"
+IDEMPOTENCY_KEY_ON_WORKFLOW = ("cannot use the idempotency key with workflow handlers. The handler invocation "
+                               "will already be idempotent by the workflow key itself.")
 
 
 def _part(raw: bytes) -> str:
-    return unquote(raw.decode("latin-1"))
+    """One path segment, percent-decoded, as UTF-8 (strictly: two different invalid
+    segments must not name the same key)."""
+    try:
+        return (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8")
+    except UnicodeDecodeError:
+        shown = raw.decode("latin-1")
+        raise HttpError(400, f"bad path, cannot decode '{shown}': not valid UTF-8 after percent-decoding") from None
 
 
 class Ingress:
@@ -58,8 +85,19 @@ class Ingress:
             return
         try:
             await self._handle(scope, receive, send)
+        except ClientDisconnected:
+            # Gone before its body was complete: nothing was admitted, nobody to answer.
+            log.debug("client disconnected during %s %s", scope["method"], scope["path"])
         except HttpError as exc:
-            await respond(send, exc.status, error_body(exc.status, exc.message))
+            if exc.close:
+                await respond(send, exc.status, error_body(exc.status, exc.message), CLOSE)
+            else:
+                await respond(send, exc.status, error_body(exc.status, exc.message))
+        except _core.StorageError as exc:
+            # Crash-only: the store failed, the server is stopping, and what was not durable
+            # may or may not be there after recovery.
+            await respond(send, 503, error_body(503, f"the outcome is unknown: the server's storage "
+                                                     f"failed ({exc}); it restarts and recovers"))
         except Exception as exc:
             # A bug or a storage failure: the client still gets a JSON error, and nothing
             # claims success (responses are only sent after a durable commit).
@@ -73,11 +111,17 @@ class Ingress:
             await self._restate(scope, parts, receive, send)
             return
         spec, key, is_send = self._route(parts)
-        if scope["method"] != "POST":
-            raise HttpError(405, f"method {scope['method']} not allowed: handlers are invoked with POST")
+        method = scope["method"]
+        if method != "POST" and method != "GET":
+            raise HttpError(405, f"method {method} not allowed: handlers are invoked with POST (or GET)")
+        if self._private(spec):
+            raise HttpError(400, NOT_PUBLIC)
         headers = scope["headers"]
         delay_ms = self._delay(scope, is_send)
         idem = _idempotency_key(headers)
+        workflow_run = spec.kind == "workflow"
+        if idem and workflow_run:
+            raise HttpError(400, IDEMPOTENCY_KEY_ON_WORKFLOW)
         body = await read_body(headers, receive, self.max_body_bytes)
         if body:
             check_json_content_type(headers)
@@ -86,9 +130,10 @@ class Ingress:
         except InputError as exc:
             raise HttpError(400, f"invalid input for {spec.service_name}/{spec.name}: {exc}") from None
         invoker = self.invoker
-        existing = invoker.existing(spec, key, idem) if (idem or spec.kind == "workflow") else None
+        existing = await invoker.existing(spec, key, idem) if (idem or workflow_run) else None
         if is_send:
             if existing is not None:
+                # barrier: this acceptance depends on the commit that registered `existing`.
                 await _accepted(send, existing, "PreviouslyAccepted")
                 return
             inv = invoker.new_invocation(spec, key, body, plain_headers(headers), idem)
@@ -96,34 +141,52 @@ class Ingress:
             await _accepted(send, inv.id, "Accepted")
             return
         if existing is not None:
+            if workflow_run:
+                # barrier: this refusal depends on the commit that registered `existing`.
+                raise HttpError(409, WORKFLOW_ALREADY_INVOKED)
             await _result(send, existing, await invoker.results.attach(existing))
             return
         inv = invoker.new_invocation(spec, key, body, plain_headers(headers), idem)
         await _result(send, inv.id, await invoker.call(spec, inv, value))
 
     def _route(self, parts: list[bytes]) -> tuple[HandlerSpec, str, bool]:
-        is_send = len(parts) > 3 and parts[-1] == b"send"
-        if is_send:
-            parts = parts[:-1]
-        if len(parts) < 3 or not parts[1]:
-            raise HttpError(404, "expected /{service}/{handler} or /{object}/{key}/{handler}")
+        """Restate's grammar: the service's kind decides the shape, then the segment count:
+        /{service}/{handler}[/send], /{object|workflow}/{key}/{handler}[/send]. So an object
+        handler named `send` is /{object}/{key}/send, and its send form .../send/send."""
+        # parts[0] is the empty segment before the leading slash.
+        if len(parts) < 2 or not parts[1]:
+            raise HttpError(404, "not found: expected /{service}/{handler} or /{object}/{key}/{handler}")
         service = _part(parts[1])
         kind = self.app.service_type(service)
         if kind is None:
             raise HttpError(404, f"service '{service}' not found")
-        if kind == "service":
-            if len(parts) != 3:
-                raise HttpError(404, f"'{service}' is a service: call POST /{service}/{{handler}}")
-            key, handler = "", _part(parts[2])
+        keyed = kind != "service"
+        call_len = 4 if keyed else 3
+        if len(parts) == call_len:
+            is_send = False
+        elif len(parts) == call_len + 1 and parts[-1] == b"send":
+            is_send = True
+        elif keyed:
+            raise HttpError(400, f"bad path: '{service}' is a {_KIND_NAMES.get(kind, kind)}: expected "
+                                 f"/{service}/{{key}}/{{handler}} or /{service}/{{key}}/{{handler}}/send")
         else:
-            if len(parts) != 4:
-                raise HttpError(404, f"'{service}' is a {_KIND_NAMES.get(kind, kind)}: "
-                                     f"call POST /{service}/{{key}}/{{handler}}")
+            raise HttpError(400, f"bad path: '{service}' is a service: expected "
+                                 f"/{service}/{{handler}} or /{service}/{{handler}}/send")
+        if keyed:
             key, handler = _part(parts[2]), _part(parts[3])
+        else:
+            key, handler = "", _part(parts[2])
         spec = self.app.lookup(service, handler)
         if spec is None:
             raise HttpError(404, f"handler '{handler}' not found in '{service}'")
         return spec, key, is_send
+
+    def _private(self, spec: HandlerSpec) -> bool:
+        """`ingress_private` on the handler, else on its service: reachable from handlers only."""
+        private = spec.options.ingress_private
+        if private is None:
+            private = self.app.services[spec.service_name].ingress_private
+        return bool(private)
 
     def _delay(self, scope: Scope, is_send: bool) -> int:
         query = scope.get("query_string") or b""
@@ -146,7 +209,9 @@ class Ingress:
         section = parts[2]
         method = scope["method"]
         if section == b"health" and len(parts) == 3:
-            await respond(send, 200, b'{"status":"ok"}')
+            if method != "GET":
+                raise HttpError(405, f"method {method} not allowed: use GET /restate/health")
+            await respond(send, 200, json_body({"status": "ok", "services": list(self.app.services)}))
             return
         if section == b"awakeables" and len(parts) == 5 and parts[4] in (b"resolve", b"reject"):
             if method != "POST":
@@ -156,7 +221,7 @@ class Ingress:
         if section in (b"invocation", b"workflow") and len(parts) >= 5 and parts[-1] in (b"attach", b"output"):
             if method != "GET":
                 raise HttpError(405, f"method {method} not allowed: use GET for attach and output")
-            inv_id = self._target_id(section, [_part(p) for p in parts[3:-1]])
+            inv_id = await self._target_id(section, [_part(p) for p in parts[3:-1]])
             await self._attach_or_output(inv_id, parts[-1] == b"attach", send)
             return
         raise HttpError(404, f"unknown path {scope['path']}")
@@ -164,8 +229,8 @@ class Ingress:
     async def _awakeable(self, scope: Scope, awakeable: str, resolve: bool, receive: Receive, send: Send) -> None:
         try:
             inv_id, index = parse_awakeable_id(awakeable)
-        except ValueError as exc:
-            raise HttpError(404, str(exc)) from None
+        except ValueError:
+            raise HttpError(400, f"bad awakeable id '{awakeable}'") from None
         headers = scope["headers"]
         body = await read_body(headers, receive, self.max_body_bytes)
         if resolve:
@@ -176,22 +241,24 @@ class Ingress:
         else:
             value, code, message = None, 500, body.decode("utf-8", "replace") or "rejected"
         store = self.invoker.store
-        seq = store.complete_awakeable(inv_id, index, value, code, message)
-        if seq == -1:
+        status, seq = store.complete_awakeable(inv_id, index, value, code, message)
+        if status == _core.SIGNAL_UNKNOWN:
             raise HttpError(404, f"awakeable {awakeable} not found")
-        if seq == 0:
-            raise HttpError(409, f"awakeable {awakeable} is already completed")
+        # Applied, or already completed: Restate accepts and ignores a second completion.
+        # Either way the answer waits for the commit it depends on.
         await self.invoker.signal(seq)
         await respond(send, 202, b"")
 
-    def _target_id(self, section: bytes, names: list[str]) -> str:
+    async def _target_id(self, section: bytes, names: list[str]) -> str:
         if section == b"invocation" and len(names) == 1:
             return names[0]
         if section == b"workflow":
-            if len(names) != 2 or self.app.service_type(names[0]) != "workflow":
-                raise HttpError(404, "expected /restate/workflow/{Workflow}/{key}/attach|output")
+            if len(names) != 2:
+                raise HttpError(400, "bad path: expected /restate/workflow/{Workflow}/{key}/attach|output")
+            if self.app.service_type(names[0]) != "workflow":
+                raise HttpError(404, f"workflow '{names[0]}' not found")
             spec = self._main(names[0])
-            inv_id = self.invoker.existing(spec, names[1], "")
+            inv_id = await self.invoker.existing(spec, names[1], "")
         else:
             service = names[0]
             kind = self.app.service_type(service)
@@ -199,13 +266,13 @@ class Ingress:
                 raise HttpError(404, f"service '{service}' not found")
             want = 3 if kind == "service" else 4
             if len(names) != want:
-                raise HttpError(404, "expected /restate/invocation/{service}[/{key}]/{handler}/"
-                                     "{idempotency key}/attach|output")
+                raise HttpError(400, "bad path: expected /restate/invocation/{id}/attach|output or "
+                                     "/restate/invocation/{service}[/{key}]/{handler}/{idempotency key}/attach|output")
             key = "" if kind == "service" else names[1]
-            spec = self.app.lookup(service, names[-2])
-            if spec is None:
+            target = self.app.lookup(service, names[-2])
+            if target is None:
                 raise HttpError(404, f"handler '{names[-2]}' not found in '{service}'")
-            inv_id = self.invoker.existing(spec, key, names[-1])
+            inv_id = await self.invoker.existing(target, key, names[-1])
         if inv_id is None:
             raise HttpError(404, "no invocation found for " + "/".join(names))
         return inv_id
@@ -222,7 +289,7 @@ class Ingress:
             if attach:
                 result: Optional[Result] = await results.attach(inv_id)
             else:
-                result = results.output(inv_id)
+                result = await results.output(inv_id)
         except UnknownInvocation:
             raise HttpError(404, f"invocation {inv_id} not found") from None
         if result is None:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Optional, cast
+from typing import Any, Callable, Optional, cast
 
 from pysdk._app import App
-from pysdk._errors import Suspended, TerminalError
+from pysdk._errors import RetryableError, Suspended, TerminalError
 from pysdk._handler import HandlerSpec
-from pysdk._machine import Lent, Machine, ReplayRequested
+from pysdk._machine import Lent, Machine, NonDeterminismError, ReplayRequested
 from runtime import _core
-from runtime.backend import KINDS, WRITERS, Attempt, Killed
+from runtime.backend import KINDS, WRITERS, Attempt, Killed, Refused
 from runtime.commits import Commits
 from runtime.ids import new_invocation_id, now_ms
 from runtime.results import Result, Results
@@ -43,7 +43,8 @@ KILLED: Result = (None, 409, "killed")
 class Invoker:
     def __init__(self, store: _core.Store, app: App, commits: Commits, *,
                  always_replay: bool = False, retry_policy: RetryPolicy = RetryPolicy(),
-                 suspend_after_s: float = 5.0) -> None:
+                 suspend_after_s: float = 5.0,
+                 on_storage_failure: Optional[Callable[[BaseException], None]] = None) -> None:
         self.store = store
         self.app = app
         self.commits = commits
@@ -61,6 +62,8 @@ class Invoker:
         self._timer_target: Optional[int] = None
         self._closing = False
         self._policies: dict[tuple[str, str], RetryPolicy] = {}
+        self._on_storage_failure = on_storage_failure
+        self.failed: Optional[BaseException] = None
 
     # ---- entry points -------------------------------------------------------------------
 
@@ -69,25 +72,37 @@ class Invoker:
         return _core.Invocation(new_invocation_id(), spec.service_name, spec.name, key, KINDS[spec.kind],
                                 body, headers, now_ms(), idempotency_key=idempotency_key)
 
-    def existing(self, spec: HandlerSpec, key: str, idempotency_key: str) -> Optional[str]:
-        """The invocation an idempotent request or a workflow run attaches to, if any."""
+    async def existing(self, spec: HandlerSpec, key: str, idempotency_key: str) -> Optional[str]:
+        """The invocation an idempotent request or a workflow run attaches to, if any;
+        returned once the admission that registered it is durable, so that no answer
+        built on it (202 PreviouslyAccepted, 409) gets ahead of that commit."""
         if spec.kind == "workflow":
-            return self.store.idempotency_lookup(spec.service_name, key, spec.name, "")
-        if idempotency_key:
-            return self.store.idempotency_lookup(spec.service_name, key, spec.name, idempotency_key)
-        return None
+            found = self.store.idempotency_lookup(spec.service_name, key, spec.name, "")
+        elif idempotency_key:
+            found = self.store.idempotency_lookup(spec.service_name, key, spec.name, idempotency_key)
+        else:
+            return None
+        if found is None:
+            return None
+        await self.commits.wait(found[1])
+        return found[0]
 
     async def call(self, spec: HandlerSpec, inv: _core.Invocation, value: Any) -> Result:
         """Run one invocation to completion; return its durable result."""
         fut = self.results.expect(inv.id)
-        persist = bool(inv.idempotency_key) or inv.kind == _core.KIND_WORKFLOW
-        run_now, _ = self.store.admit(inv, persist)
-        if run_now:
-            # Run inline in the request's task: no task switch on the hot path.
-            await self._run(inv, spec, value, [], None)
-        else:
-            self._parsed[inv.id] = value
-        return await fut
+        try:
+            if inv.kind == _core.KIND_WORKFLOW:
+                self.cache.forget_if_written(inv.service, inv.key)
+            persist = bool(inv.idempotency_key) or inv.kind == _core.KIND_WORKFLOW
+            run_now, _ = self.store.admit(inv, persist)
+            if run_now:
+                # Run inline in the request's task: no task switch on the hot path.
+                await self._run(inv, spec, value, [], None)
+            else:
+                self._parsed[inv.id] = value
+            return await fut
+        finally:
+            self.results.forget(inv.id, fut)
 
     async def send(self, spec: HandlerSpec, inv: _core.Invocation, value: Any, delay_ms: int) -> None:
         """Accept an invocation to run in the background; return once it is durable."""
@@ -95,6 +110,8 @@ class Invoker:
             seq = self.store.schedule(inv, now_ms() + delay_ms)
             self._poke_timers()
         else:
+            if inv.kind == _core.KIND_WORKFLOW:
+                self.cache.forget_if_written(inv.service, inv.key)
             run_now, seq = self.store.admit(inv, True)
             if run_now:
                 self._spawn(self._run(inv, spec, value, [], None))
@@ -123,7 +140,27 @@ class Invoker:
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: "asyncio.Task[None]") -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, _core.StorageError):
+            self.storage_failed(exc)
+        elif exc is not None:
+            log.error("invocation task failed", exc_info=exc)
+
+    def storage_failed(self, exc: BaseException) -> None:
+        """The store failed (crash-only): every waiter learns the outcome is unknown, and
+        the server stops; recovery at the next start decides what happened."""
+        if self.failed is not None:
+            return
+        self.failed = exc
+        self.results.fail_all(exc)
+        if self._on_storage_failure is not None:
+            self._on_storage_failure(exc)
 
     async def _resume(self, inv: _core.Invocation) -> None:
         spec = self.app.lookup(inv.service, inv.handler)
@@ -156,41 +193,49 @@ class Invoker:
             while True:
                 decoded = None
                 if inv.kind in WRITERS:
-                    state, decoded = self.cache.lend(inv.service, inv.key)
+                    state, decoded, seq = self.cache.lend(inv.service, inv.key)
+                    attempt.observe(seq)
+                elif inv.kind == _core.KIND_SERVICE:
+                    state = {}
                 else:
-                    state = {} if inv.kind == _core.KIND_SERVICE else self.cache.get(inv.service, inv.key)
+                    state, seq = self.cache.get(inv.service, inv.key)
+                    attempt.observe(seq)
                 machine = Machine(invocation_id=inv.id, key=inv.key, handler_kind=spec.kind,
                                   state=state, replay=journal, backend=attempt,
                                   headers=inv.headers, attempt=inv.retry_count,
                                   always_replay=self.always_replay, body=inv.input,
                                   completions=completions, cancelled=inv.cancel_requested,
+                                  idempotency_key=inv.idempotency_key,
                                   decoded=cast("Optional[dict[str, Lent]]", decoded))
                 attempt.machine = machine
                 output: Optional[bytes]
                 message: Optional[str]
                 try:
                     output = await spec.invoke(machine, value)
-                except ReplayRequested:
-                    journal, completions = self._recorded(inv)
-                    value = spec.parse_input(inv.input)
-                    continue
-                except (Suspended, Killed):
-                    return
-                except TerminalError as exc:
-                    output, code, message = None, exc.status_code, exc.message
-                except Exception as exc:
-                    self._backoff(inv, spec, exc)
-                    return
+                except BaseException as exc:
+                    # A closed attempt ended for the reason it was closed, whatever the
+                    # handler raised while it unwound.
+                    closed = machine.closed or (type(exc) if isinstance(exc, _CLOSING) else None)
+                    if closed is ReplayRequested:
+                        journal, completions = self._recorded(inv)
+                        value = spec.parse_input(inv.input)
+                        continue
+                    if closed is not None:
+                        return
+                    if isinstance(exc, TerminalError):
+                        output, code, message = None, exc.status_code, exc.message
+                    elif isinstance(exc, Exception):
+                        self._backoff(inv, spec, exc)
+                        return
+                    else:
+                        raise
                 else:
                     code, message = 0, None
-                try:
-                    entries = machine.take_pending()  # serializes the values set since the last one
-                except Exception as exc:  # a state value that cannot be encoded: the handler's error
-                    self._backoff(inv, spec, exc)
-                    return
-                await self._finish(inv, attempt, machine, output, code, message, entries)
+                await self._finish(inv, attempt, machine, output, code, message, machine.take_pending())
                 return
         finally:
+            if attempt.machine is not None:
+                attempt.machine.attempt_ended()
             if self.live.get(inv.id) is attempt:
                 del self.live[inv.id]
 
@@ -227,8 +272,20 @@ class Invoker:
             self._spawn(self._finish(inv, None, None, None, 500, f"failed after {retry} attempts: {exc!r}"))
             return
         delay = policy.delay_s(retry)
-        log.info("invocation %s attempt %d failed (%r); retrying in %.3fs", inv.id, retry, exc, delay)
-        self.store.backoff(inv, retry, now_ms() + int(delay * 1000))
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            delay = max(0.0, exc.retry_after.total_seconds())  # the handler's own delay (Restate)
+        if isinstance(exc, NonDeterminismError):
+            # The journal no longer matches the code: retried like any error (Restate), but
+            # an operator must see why the key is stuck. The message names the entry index,
+            # the recorded command and the new one.
+            log.error("invocation %s attempt %d: %s; retrying in %.3fs", inv.id, retry, exc, delay)
+        else:
+            log.info("invocation %s attempt %d failed (%r); retrying in %.3fs", inv.id, retry, exc, delay)
+        try:
+            self.store.backoff(inv, retry, now_ms() + int(delay * 1000))
+        except _core.NotRunningError as refused:  # killed meanwhile: nothing to retry
+            log.info("invocation %s: no retry: %s", inv.id, refused)
+            return
         self._poke_timers()
 
     def _policy(self, spec: HandlerSpec) -> RetryPolicy:
@@ -267,11 +324,12 @@ class Invoker:
                     attempt.machine.cancel()
                     attempt.notify()
             elif what == _core.WAKE_KILL:
+                self._parsed.pop(inv.id, None)
                 if attempt is not None:
                     attempt.kill()
-                    del self.live[inv.id]
                 self._spawn(self._resolve(inv.id, (value, code, message) if code else KILLED))
             elif what == _core.WAKE_DONE:
+                self._parsed.pop(inv.id, None)  # cancelled or killed before it started
                 self._spawn(self._resolve(inv.id, (value, code, message)))
 
     async def _resolve(self, inv_id: str, result: Result) -> None:
@@ -316,4 +374,6 @@ class Invoker:
 
 
 _UNPARSED = object()
+# What ends an attempt without an outcome (see backend.Attempt.close).
+_CLOSING = (ReplayRequested, Suspended, Killed, Refused)
 

@@ -37,6 +37,15 @@ class Results:
         self._waiters.setdefault(inv_id, []).append(fut)
         return fut
 
+    def forget(self, inv_id: str, fut: asyncio.Future[Result]) -> None:
+        """Drop a waiter that no longer waits (its result came, or its request ended)."""
+        futs = self._waiters.get(inv_id)
+        if futs is not None:
+            if fut in futs:
+                futs.remove(fut)
+            if not futs:
+                del self._waiters[inv_id]
+
     def has_waiters(self, inv_id: str) -> bool:
         return inv_id in self._waiters
 
@@ -63,12 +72,21 @@ class Results:
                     fut.set_exception(exc)
         self._waiters.clear()
 
-    def output(self, inv_id: str) -> Optional[Result]:
+    async def _read_output(self, inv_id: str) -> Optional[Result]:
+        """The result as RocksDB has it, once durable: a row can be written and readable
+        before its group is synced, so the answer waits for every commit queued so far
+        (free when they are durable; this is not the hot path)."""
+        out = self.store.get_output(inv_id)
+        if out is not None:
+            await self.commits.wait(self.store.last_seq())
+        return out
+
+    async def output(self, inv_id: str) -> Optional[Result]:
         """The durable result if completed, None if still running; UnknownInvocation if no
         such invocation exists (or it was purged)."""
         if inv_id in self._finishing:
             return None  # completed but not durable yet: not ready
-        out = self.store.get_output(inv_id)
+        out = await self._read_output(inv_id)
         if out is not None:
             return out
         if self.store.get_invocation(inv_id) is None:
@@ -81,9 +99,13 @@ class Results:
         if finishing is not None:
             await self.commits.wait(finishing[0])
             return finishing[1]
-        out = self.store.get_output(inv_id)
+        out = await self._read_output(inv_id)
         if out is not None:
             return out
         if self.store.get_invocation(inv_id) is None and inv_id not in self._waiters:
             raise UnknownInvocation(inv_id)
-        return await self.expect(inv_id)
+        fut = self.expect(inv_id)
+        try:
+            return await fut
+        finally:
+            self.forget(inv_id, fut)

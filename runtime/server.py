@@ -2,17 +2,23 @@
 
 Startup: open the data directory (refusing another schema version), load the
 application, resume unfinished invocations, start the retry-timer and retention
-loops, serve HTTP. Shutdown on SIGTERM/SIGINT (captured by uvicorn, which stops
-accepting and lets in-flight requests finish, then re-raises the signal): running
-invocations get `shutdown_timeout_s` to finish, then are cancelled (they resume
-by replay at the next start), the writer drains every queued commit, and RocksDB
-is closed.
+loops, serve HTTP. The loops and the HTTP server run in one anyio task group:
+a failure in any of them cancels the others. Shutdown on SIGTERM/SIGINT
+(captured by uvicorn, which stops accepting and lets in-flight requests finish,
+then re-raises the signal): running invocations get `shutdown_timeout_s` to
+finish, then are cancelled (they resume by replay at the next start), the
+writer drains every queued commit, and RocksDB is closed.
+
+Crash-only storage: a storage failure anywhere (a failed write or fsync, a
+panic in the writer, an error while recovering or resuming) stops the server;
+`serve` raises `StorageFailed` and the process exits non-zero with the cause.
+Clients of commits that were not durable were told the outcome is unknown
+(503); recovery at the next start decides it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import os
@@ -20,6 +26,7 @@ import signal
 import socket
 import sys
 
+import anyio
 import uvicorn
 
 from pysdk._app import App
@@ -52,26 +59,31 @@ def load_app(target: str) -> App:
     return app
 
 
+class StorageFailed(RuntimeError):
+    """The store failed while serving: the server stopped (crash-only)."""
+
+
 async def serve(config: ServerConfig, app: App) -> None:
     loop = asyncio.get_running_loop()
     os.makedirs(config.data_dir, exist_ok=True)
     store = _core.Store(config.data_dir, config.durability)
     server: uvicorn.Server | None = None
+    failures: list[BaseException] = []
 
     def on_storage_failure(exc: BaseException) -> None:
+        if not failures:
+            log.critical("storage failed: %s; stopping (recovery decides the outcome at the next start)", exc)
+        failures.append(exc)
         if server is not None:
             server.should_exit = True
 
-    commits = Commits(store, loop, on_storage_failure)
+    commits = Commits(store, loop, lambda exc: invoker.storage_failed(exc))
     invoker = Invoker(store, app, commits, always_replay=config.always_replay,
-                      suspend_after_s=config.suspend_after_s)
-    background: list[asyncio.Task[None]] = []
+                      suspend_after_s=config.suspend_after_s, on_storage_failure=on_storage_failure)
     try:
         resumed = invoker.recover()
         if resumed:
             log.warning("resuming %d unfinished invocations", resumed)
-        background.append(loop.create_task(invoker.timer_loop()))
-        background.append(loop.create_task(_purge_loop(invoker, config.retention_s)))
         ingress = Ingress(app, invoker, max_body_bytes=config.max_body_bytes)
         sockets = [_listen(config.host, config.port)]
         handler = ingress
@@ -85,16 +97,25 @@ async def serve(config: ServerConfig, app: App) -> None:
             date_header=False, proxy_headers=False,
         )
         server = uvicorn.Server(uv_config)
-        await server.serve(sockets=sockets)
+        if failures:  # a resumed invocation already met a failing store
+            server.should_exit = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(invoker.timer_loop)
+            tg.start_soon(_purge_loop, invoker, config.retention_s)
+            await server.serve(sockets=sockets)
+            tg.cancel_scope.cancel()
+    except _core.StorageError as exc:
+        on_storage_failure(exc)
     finally:
         await invoker.close(config.shutdown_timeout_s)
-        for task in background:
-            task.cancel()
-        for task in background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         commits.close()
-        store.close()
+        try:
+            store.close()
+        except _core.StorageError as exc:
+            if not failures:
+                on_storage_failure(exc)
+    if failures:
+        raise StorageFailed(str(failures[0])) from failures[0]
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -114,7 +135,7 @@ async def _purge_loop(invoker: Invoker, retention_s: float) -> None:
     app = invoker.app
     workflows = {name for name in app.services if app.service_type(name) == "workflow"}
     while True:
-        await asyncio.sleep(min(PURGE_INTERVAL_S, max(0.1, retention_s / 10)))
+        await anyio.sleep(min(PURGE_INTERVAL_S, max(0.1, retention_s / 10)))
         cutoff = now_ms() - int(retention_s * 1000)
         purged = 0
         while True:

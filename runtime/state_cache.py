@@ -33,11 +33,16 @@ from runtime.state_values import Kept
 
 
 class StateCache:
-    def __init__(self, store: _core.Store, max_keys: int = 100_000) -> None:
+    """Bounded both in keys and in bytes (the sum of the state values' sizes, plus the
+    kept decoded values, counted at twice their bytes); eviction is amortized."""
+
+    def __init__(self, store: _core.Store, max_keys: int = 100_000, max_bytes: int = 256 * 1024 * 1024) -> None:
         self._store = store
         self._max = max_keys
+        self._max_bytes = max_bytes
+        self._bytes = 0
         # (service, key) -> [state dict, seq of the last commit that changed it,
-        #                    decoded values by name or None (lent out, or none kept)]
+        #                    decoded values by name or None (lent out, or none kept), size]
         self._entries: OrderedDict[tuple[str, str], list] = OrderedDict()
 
     def _entry(self, service: str, key: str) -> list:
@@ -46,59 +51,93 @@ class StateCache:
         if entry is not None:
             self._entries.move_to_end(ident)
             return entry
-        entry = self._entries[ident] = [dict(self._store.load_state(service, key)), 0, None]
-        if len(self._entries) > self._max:
-            self._evict()
+        state = dict(self._store.load_state(service, key))
+        size = _size(state, None)
+        entry = self._entries[ident] = [state, 0, None, size]
+        self._grew(size)
         return entry
 
-    def get(self, service: str, key: str) -> dict[str, bytes]:
-        """The committed state of one key. Callers must not mutate it."""
-        state: dict[str, bytes] = self._entry(service, key)[0]
-        return state
+    def get(self, service: str, key: str) -> tuple[dict[str, bytes], int]:
+        """The committed state of one key, and the commit it depends on (0: read from
+        disk); a reader must not let anything leave the process before that commit is
+        durable. Callers must not mutate the dict."""
+        entry = self._entry(service, key)
+        return entry[0], entry[1]
 
-    def lend(self, service: str, key: str) -> tuple[dict[str, bytes], Optional[dict[str, Kept]]]:
+    def lend(self, service: str, key: str) -> tuple[dict[str, bytes], Optional[dict[str, Kept]], int]:
         """The committed state of one key for its next writer, with the decoded values
-        kept for it, which now belong to that writer (until it puts them back)."""
+        kept for it, which now belong to that writer (until it puts them back), and the
+        commit the state depends on (see `get`)."""
         entry = self._entry(service, key)
         decoded = entry[2]
         entry[2] = None
-        return entry[0], decoded
+        return entry[0], decoded, entry[1]
 
     def put(self, service: str, key: str, state: dict[str, bytes], seq: int,
             decoded: Optional[dict[str, Kept]] = None) -> None:
         """Record that the commit `seq` left the key's state as `state` (now owned by the
         cache), with `decoded` values equal to what their bytes in `state` decode to."""
         ident = (service, key)
+        size = _size(state, decoded)
         entry = self._entries.get(ident)
         if entry is None:
-            self._entries[ident] = [state, seq, decoded or None]
-            if len(self._entries) > self._max:
-                self._evict()
+            self._entries[ident] = [state, seq, decoded or None, size]
         else:
+            self._bytes -= entry[3]
             entry[0] = state
             entry[1] = seq
             entry[2] = decoded or None
+            entry[3] = size
             self._entries.move_to_end(ident)
+        self._grew(size)
 
     def forget(self, service: str, key: str) -> None:
-        self._entries.pop((service, key), None)
+        entry = self._entries.pop((service, key), None)
+        if entry is not None:
+            self._bytes -= entry[3]
+
+    def forget_if_written(self, service: str, key: str) -> None:
+        """Drop the key's entry unless it holds a commit not yet written (a new run of a
+        workflow key must start from what is on disk: retention may have purged it)."""
+        entry = self._entries.get((service, key))
+        if entry is not None and entry[1] <= self._store.durable_seq():
+            self.forget(service, key)
 
     def forget_services(self, services: set[str]) -> None:
         """Drop every written entry of these services (their rows were deleted on disk)."""
         durable = self._store.durable_seq()
-        for ident in [i for i, (_, seq, _) in self._entries.items() if i[0] in services and seq <= durable]:
-            del self._entries[ident]
+        for ident in [i for i, e in self._entries.items() if i[0] in services and e[1] <= durable]:
+            self.forget(*ident)
+
+    def _grew(self, size: int) -> None:
+        self._bytes += size
+        if len(self._entries) > self._max or self._bytes > self._max_bytes:
+            self._evict()
 
     def _evict(self) -> None:
-        # Evict down to 90% of the bound, oldest first, so the scan is paid once per
+        # Evict down to 90% of the bounds, oldest first, so the scan is paid once per
         # many insertions rather than on each one. Entries with unwritten commits stay.
         durable = self._store.durable_seq()
         excess = len(self._entries) - (self._max * 9) // 10
+        excess_bytes = self._bytes - (self._max_bytes * 9) // 10
         victims: list[tuple[str, str]] = []
-        for ident, (_, seq, _) in self._entries.items():
-            if len(victims) >= excess:
+        for ident, entry in self._entries.items():
+            if len(victims) >= excess and excess_bytes <= 0:
                 break
-            if seq <= durable:
+            if entry[1] <= durable:
                 victims.append(ident)
+                excess_bytes -= entry[3]
         for ident in victims:
-            del self._entries[ident]
+            self.forget(*ident)
+
+
+def _size(state: dict[str, bytes], decoded: Optional[dict[str, Kept]]) -> int:
+    # Bytes of the values, plus a decoded list at about twice its JSON (item objects and
+    # pointers), plus a little per name.
+    size = 64
+    for name, raw in state.items():
+        size += len(name) + len(raw) + 64
+    if decoded:
+        for kept in decoded.values():
+            size += 2 * len(kept.raw)
+    return size

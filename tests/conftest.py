@@ -28,8 +28,10 @@ class SteadServer:
     """One `stead serve` subprocess. Started and stopped (or killed) by tests."""
 
     def __init__(self, data_dir: Path, effects_dir: Path, *, target: str = "tests.apps.testapp:application",
-                 always_replay: bool = False, extra_args: list[str] | None = None) -> None:
+                 always_replay: bool = False, extra_args: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.env = env or {}
         self.effects_dir = effects_dir
         self.target = target
         self.always_replay = always_replay
@@ -55,7 +57,7 @@ class SteadServer:
         return cmd
 
     def start(self, timeout: float = 30.0) -> "SteadServer":
-        env = dict(os.environ, STEAD_TEST_EFFECTS=str(self.effects_dir), PYTHONPATH=str(ROOT))
+        env = dict(os.environ, STEAD_TEST_EFFECTS=str(self.effects_dir), PYTHONPATH=str(ROOT), **self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -107,8 +109,17 @@ class SteadServer:
     def get(self, path: str, timeout: float = 30.0) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", timeout=timeout)
 
-    def admin(self, method: str, path: str) -> httpx.Response:
-        return httpx.request(method, f"{self.admin_url}{path}", timeout=30.0)
+    def admin(self, method: str, path: str, content: bytes | None = None) -> httpx.Response:
+        return httpx.request(method, f"{self.admin_url}{path}", content=content, timeout=30.0)
+
+    def failpoint(self, name: str, actions: str | None) -> None:
+        """Configure a failpoint of the core in the running server (None removes it); the
+        server must run with STEAD_DEBUG_FAILPOINTS=1 (see `FAILPOINTS_ENV`)."""
+        if actions is None:
+            resp = self.admin("DELETE", f"/debug/failpoints/{name}")
+        else:
+            resp = self.admin("PUT", f"/debug/failpoints/{name}", actions.encode())
+        assert resp.status_code == 200, resp.text
 
 
 @pytest.fixture
@@ -147,6 +158,8 @@ def server(make_server) -> SteadServer:  # type: ignore[no-untyped-def]
 
 
 FLOW_APP = "tests.apps.flowapp:application"
+CORRECT_APP = "tests.apps.correctapp:application"
+FAILPOINTS_ENV = {"STEAD_DEBUG_FAILPOINTS": "1"}
 
 
 @pytest.fixture

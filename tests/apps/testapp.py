@@ -187,4 +187,52 @@ async def ping(ctx: Context) -> str:
     return "pong"
 
 
-application = app([cart, checkout, steps, flaky, shop])
+# ---- ingress edges (tests/runtime/test_ingress_edges.py) ----
+
+mailbox = VirtualObject("Mailbox")
+
+
+@mailbox.handler()
+async def put(ctx: ObjectContext, n: int = -1) -> int:
+    """Stores what it got (a default, so an empty body would run too) and counts executions."""
+    ctx.set("last", n)
+    effect("mailbox", f"{ctx.key()} put {n}")
+    return n
+
+
+@mailbox.handler(name="send")
+async def send_handler(ctx: ObjectContext, n: int) -> str:
+    """An object handler named `send`: /Mailbox/k/send calls it, /Mailbox/k/send/send sends to it."""
+    ctx.set("last", n)
+    effect("mailbox", f"{ctx.key()} send {n}")
+    return f"sent {n}"
+
+
+@mailbox.handler(kind="shared")
+async def last(ctx: ObjectSharedContext) -> int | None:
+    return await ctx.get("last")
+
+
+hidden = Service("Hidden", ingress_private=True)
+
+
+@hidden.handler()
+async def secret(ctx: Context, name: str) -> str:
+    return f"secret for {name}"
+
+
+gatekeeper = Service("Gatekeeper")
+
+
+@gatekeeper.handler(ingress_private=True)
+async def inner(ctx: Context, name: str) -> str:
+    return f"inner for {name}"
+
+
+@gatekeeper.handler()
+async def outer(ctx: Context, name: str) -> list[str]:
+    """A public handler that calls a private service and a private handler."""
+    return [await ctx.service_call(secret, arg=name), await ctx.service_call(inner, arg=name)]
+
+
+application = app([cart, checkout, steps, flaky, shop, mailbox, hidden, gatekeeper])

@@ -98,14 +98,14 @@ def test_bad_requests_get_json_errors_and_change_nothing(server) -> None:
     cases = [
         (httpx.post(f"{server.url}/Nope/add", content=b'"x"'), 404, "Nope"),
         (httpx.post(f"{server.url}/Cart/bad/nope", content=b'"x"'), 404, "nope"),
-        (httpx.post(f"{server.url}/Cart/add", content=b'"x"'), 404, "virtual object"),
+        (httpx.post(f"{server.url}/Cart/add", content=b'"x"'), 400, "virtual object"),
         (httpx.post(f"{server.url}/Cart/bad/add", content=b'{"oops',
                     headers={"content-type": "application/json"}), 400, "invalid input"),
         (httpx.post(f"{server.url}/Cart/bad/add", content=b"[1, 2]",
                     headers={"content-type": "application/json"}), 400, "invalid input"),
         (httpx.post(f"{server.url}/Cart/bad/add", content=b"", headers={"content-type": "application/json"}),
          400, "invalid input"),
-        (httpx.get(f"{server.url}/Cart/bad/add"), 405, "POST"),
+        (httpx.put(f"{server.url}/Cart/bad/add", content=b'"x"'), 405, "POST"),
         (httpx.post(f"{server.url}/Cart/bad/add", content=b"apple", headers={"content-type": "text/plain"}),
          415, "content-type"),
     ]

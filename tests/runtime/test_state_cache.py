@@ -15,7 +15,7 @@ def test_eviction_keeps_keys_with_unwritten_commits(tmp_path) -> None:  # type: 
             cache.get("Cart", f"k{i}")
         assert len(cache._entries) <= 10
         assert ("Cart", "pending") in cache._entries  # oldest, but its commit is not written
-        assert cache.get("Cart", "pending") == {"items": b"[1]"}
+        assert cache.get("Cart", "pending") == ({"items": b"[1]"}, unwritten)
         assert ("Cart", "k0") not in cache._entries  # oldest written entries went first
     finally:
         store.close()

@@ -28,7 +28,8 @@ def test_main_runs_once_per_key(flow, effects_dir) -> None:
     second = flow.post("/Signup/bo/run/send", "bo@example.com")
     assert second.json() == {"invocationId": first["invocationId"], "status": "PreviouslyAccepted"}
     flow.post("/Signup/bo/click", "x")
-    assert flow.post("/Signup/bo/run", "ignored@example.com").json() == "verified bo@example.com with x"
+    assert flow.get("/restate/workflow/Signup/bo/attach").json() == "verified bo@example.com with x"
+    assert flow.post("/Signup/bo/run", "ignored@example.com").status_code == 409  # already invoked
     assert wait_for_lines(effects_dir / "emails", 1) == ["bo bo@example.com"]
 
 

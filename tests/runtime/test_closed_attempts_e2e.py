@@ -1,0 +1,39 @@
+"""A suspended attempt journals nothing more, and an awakeable resolved while the step
+that publishes it runs is not refused (issue 8, sections 2 and 3)."""
+
+from __future__ import annotations
+
+from tests.conftest import CORRECT_APP, wait_for_lines
+
+
+def test_finally_of_a_suspended_attempt_journals_nothing(make_server, effects_dir) -> None:
+    server = make_server(target=CORRECT_APP, extra_args=["--suspend-after", "0.1s"]).start()
+    resp = server.post("/Closing/sleep_then_step", "t", timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == "done"
+    assert wait_for_lines(effects_dir / "t.log", 2) == ["step", "cleanup"]
+    # It really was suspended (normal mode too): the body ran again when the timer resumed it.
+    assert len(wait_for_lines(effects_dir / "t.body", 2)) >= 2
+
+
+def test_forced_replay_reaches_the_handler(make_server, mode, effects_dir) -> None:
+    server = make_server(target=CORRECT_APP).start()
+    assert server.post("/Closing/counted", "c").json() == 2
+    assert (effects_dir / "c.steps").read_text().splitlines() == ["one", "two"], "each step once"
+    runs = len((effects_dir / "c.body").read_text().splitlines())
+    # replay mode: after each of the two steps the handler is replayed from the journal
+    assert runs == (3 if mode == "replay" else 1)
+
+
+def test_a_handler_catching_base_exception_cannot_journal_after_suspension(make_server, effects_dir) -> None:
+    server = make_server(target=CORRECT_APP, extra_args=["--suspend-after", "0.1s"]).start()
+    resp = server.post("/Closing/swallow", "s", timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert wait_for_lines(effects_dir / "s.log", 1) == ["after"]
+
+
+def test_awakeable_resolved_by_the_step_that_publishes_it(make_server) -> None:
+    server = make_server(target=CORRECT_APP).start()
+    resp = server.post("/Webhook/pay", server.url, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == "paid"
