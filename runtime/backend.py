@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, NoReturn, Optional
+import time
+from typing import TYPE_CHECKING, Any, NoReturn, Optional
 
 from pysdk._errors import AttemptClosed, Suspended, TerminalError
 from pysdk._machine import Child, Machine
 from runtime import _core
 from runtime.ids import now_ms
+from runtime.watchdog import NO_LIMITS, Limits
 
 if TYPE_CHECKING:
     from runtime.invoker import Invoker
@@ -56,16 +58,29 @@ class Refused(AttemptClosed):
 
 
 class Attempt:
-    __slots__ = ("invoker", "inv", "machine", "killed", "observed", "_waiter")
+    __slots__ = ("invoker", "inv", "machine", "killed", "observed", "limits", "last_progress", "aborting_since",
+                 "task", "ended", "_waiter")
 
-    def __init__(self, invoker: "Invoker", inv: _core.Invocation) -> None:
+    def __init__(self, invoker: "Invoker", inv: _core.Invocation, limits: Limits = NO_LIMITS) -> None:
         self.invoker = invoker
         self.inv = inv
         self.machine: Optional[Machine] = None
         self.killed = False
         # The highest commit whose data this attempt has seen (see the module docstring).
         self.observed = 0
+        # Inactivity and abort timeouts (runtime/watchdog.py): when it last made progress,
+        # since when it is asked to stop, and the task to cancel if it does not.
+        self.limits = limits
+        self.last_progress = time.monotonic()
+        self.aborting_since: Optional[float] = None
+        self.task: Optional[asyncio.Task[Any]] = None
+        self.ended = False
         self._waiter: Optional[asyncio.Future[None]] = None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether it waits for a completion (see `wait`)."""
+        return self._waiter is not None
 
     def observe(self, seq: int) -> None:
         if seq > self.observed:
@@ -101,6 +116,7 @@ class Attempt:
             invoker.cache.put(inv.service, inv.key, dict(machine.state), seq)
         invoker.after_write()
         await self._durable(seq)
+        self.last_progress = time.monotonic()
 
     async def barrier(self, machine: Machine) -> None:
         await self._durable(self.observed)
@@ -126,7 +142,9 @@ class Attempt:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiter = fut
         try:
-            timeout = 0.0 if invoker.always_replay else invoker.suspend_after_s
+            inactivity = self.limits.inactivity_s
+            timeout = 0.0 if invoker.always_replay else (
+                invoker.suspend_after_s if inactivity is None else inactivity)
             if timeout > 0:
                 done, _ = await asyncio.wait((fut,), timeout=timeout)
                 if done:

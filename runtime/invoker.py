@@ -34,6 +34,7 @@ from runtime.results import Result, Results
 from runtime.retry import RetryPolicy
 from runtime.state_cache import StateCache
 from runtime.state_values import kept_after
+from runtime.watchdog import Aborted, Limits, limits_for, tick_for, watch
 
 log = logging.getLogger("stead.invoker")
 
@@ -63,6 +64,7 @@ class Invoker:
         self._closing = False
         self._policies: dict[tuple[str, str], RetryPolicy] = {}
         self._on_storage_failure = on_storage_failure
+        self._limit_cache: dict[tuple[str, str], Limits] = {}
         self.failed: Optional[BaseException] = None
 
     # ---- entry points -------------------------------------------------------------------
@@ -187,7 +189,9 @@ class Invoker:
 
     async def _run(self, inv: _core.Invocation, spec: HandlerSpec, value: Any,
                    journal: list, completions: Optional[dict]) -> None:
-        attempt = Attempt(self, inv)
+        attempt = Attempt(self, inv, self._limits(spec))
+        if attempt.limits.inactivity_s is not None:
+            attempt.task = asyncio.current_task()
         self.live[inv.id] = attempt
         try:
             while True:
@@ -220,6 +224,12 @@ class Invoker:
                         journal, completions = self._recorded(inv)
                         value = spec.parse_input(inv.input)
                         continue
+                    if closed is Aborted:
+                        if isinstance(exc, asyncio.CancelledError) and attempt.task is not None:
+                            attempt.task.uncancel()  # our cancel, not the server's shutdown
+                        self._backoff(inv, spec, TimeoutError(
+                            f"no progress for {attempt.limits.inactivity_s}s (inactivity_timeout): aborted"))
+                        return
                     if closed is not None:
                         return
                     if isinstance(exc, TerminalError):
@@ -234,6 +244,7 @@ class Invoker:
                 await self._finish(inv, attempt, machine, output, code, message, machine.take_pending())
                 return
         finally:
+            attempt.ended = True
             if attempt.machine is not None:
                 attempt.machine.attempt_ended()
             if self.live.get(inv.id) is attempt:
@@ -287,6 +298,17 @@ class Invoker:
             log.info("invocation %s: no retry: %s", inv.id, refused)
             return
         self._poke_timers()
+
+    def _limits(self, spec: HandlerSpec) -> Limits:
+        ident = (spec.service_name, spec.name)
+        limits = self._limit_cache.get(ident)
+        if limits is None:
+            limits = self._limit_cache[ident] = limits_for(self.app, spec)
+        return limits
+
+    async def watchdog(self) -> None:
+        """Enforce the inactivity and abort timeouts the app sets (runtime/watchdog.py)."""
+        await watch(self.live, tick_for(self.app))
 
     def _policy(self, spec: HandlerSpec) -> RetryPolicy:
         ident = (spec.service_name, spec.name)
@@ -375,5 +397,5 @@ class Invoker:
 
 _UNPARSED = object()
 # What ends an attempt without an outcome (see backend.Attempt.close).
-_CLOSING = (ReplayRequested, Suspended, Killed, Refused)
+_CLOSING = (ReplayRequested, Suspended, Killed, Refused, Aborted)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import os
 import signal
@@ -90,6 +91,7 @@ async def serve(config: ServerConfig, app: App) -> None:
         if config.admin_port:
             sockets.append(_listen(config.admin_host, config.admin_port))
             handler = Router(ingress, Admin(invoker), config.admin_port)
+        _announce(sockets)
         uv_config = uvicorn.Config(
             handler, host=config.host, port=config.port, loop="none", http="httptools",
             lifespan="off", access_log=False, log_level=config.log_level,
@@ -102,6 +104,7 @@ async def serve(config: ServerConfig, app: App) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(invoker.timer_loop)
             tg.start_soon(_purge_loop, invoker, config.retention_s)
+            tg.start_soon(invoker.watchdog)
             await server.serve(sockets=sockets)
             tg.cancel_scope.cancel()
     except _core.StorageError as exc:
@@ -126,6 +129,20 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def _announce(sockets: list[socket.socket]) -> None:
+    """If STEAD_READY_FILE names a file, write {"pid", "port", "admin_port"} (the bound
+    ports: --port 0 binds any free one) to it atomically once listening, so whoever
+    started this process (the tests) knows it is this process that answers there."""
+    path = os.environ.get("STEAD_READY_FILE")
+    if not path:
+        return
+    ports = [sock.getsockname()[1] for sock in sockets] + [0]
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"pid": os.getpid(), "port": ports[0], "admin_port": ports[1]}, f)
+    os.replace(tmp, path)
 
 
 async def _purge_loop(invoker: Invoker, retention_s: float) -> None:

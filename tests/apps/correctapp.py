@@ -237,4 +237,53 @@ async def stamped(ctx: Context) -> bool:
     return t == await first and isinstance(t, float)
 
 
-application = app([acct, closing, webhook, carts, signup, steps])
+# ---- inactivity and abort timeouts ---------------------------------------------------------
+
+timeouts = Service("Timeouts", inactivity_timeout=timedelta(milliseconds=300),
+                   abort_timeout=timedelta(milliseconds=300))
+
+
+@timeouts.handler()
+async def stuck_once(ctx: Context, tag: str) -> str:
+    """Its first attempt hangs in an await that is not durable: aborted, then retried."""
+    effect(f"{tag}.attempts", "attempt")
+    await ctx.run("before", lambda: "journaled")
+    if len(_lines(f"{tag}.attempts")) == 1:
+        await asyncio.sleep(60)
+    return "ok"
+
+
+@timeouts.handler(inactivity_timeout=timedelta(seconds=30))
+async def patient(ctx: Context, tag: str) -> str:
+    """The handler's own (longer) timeout overrides its service's: not aborted."""
+    effect(f"{tag}.attempts", "attempt")
+    await asyncio.sleep(1.0)
+    return "ok"
+
+
+@timeouts.handler()
+async def sleeps(ctx: Context, tag: str) -> str:
+    """Waits on a durable sleep longer than the inactivity timeout: suspended, not aborted."""
+    effect(f"{tag}.body", "run")
+    await ctx.sleep(timedelta(milliseconds=1200))
+    return "ok"
+
+
+@timeouts.handler(inactivity_timeout=timedelta(seconds=60))
+async def shifty(ctx: Context, tag: str) -> str:
+    """Changes its first step after its first attempt fails: the journal no longer matches
+    the code (non-determinism), which is retried and logged at error level."""
+    first = len(_lines(f"{tag}.attempts")) == 0
+    effect(f"{tag}.attempts", "attempt")
+    await ctx.run("reserve" if first else "charge", lambda: "done")
+    if first:
+        raise RuntimeError("transient")
+    return "unreachable"
+
+
+def _lines(name: str) -> list[str]:
+    from tests.apps.testapp import effects
+    return effects(name)
+
+
+application = app([acct, closing, webhook, carts, signup, steps, timeouts])
