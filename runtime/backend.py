@@ -164,7 +164,9 @@ class Attempt:
         keyed = self.invoker.app.service_type(service) != "service"
         if keyed and not key:
             raise TerminalError(f"{service} is keyed: a call to {service}/{handler} needs a key", 400)
-        if spec.kind == "workflow" and self.invoker.store.idempotency_lookup(service, key or "", handler, ""):
+        run = self.invoker.store.idempotency_lookup(service, key or "", handler, "") if spec.kind == "workflow" else None
+        if run is not None:
+            self.observe(run[1])  # the 409 below depends on that admission
             # One run per workflow key. Attaching a handler's call to an existing run is not
             # supported yet: refuse rather than run the workflow twice.
             raise TerminalError(f"workflow {service}/{key} has already been started", 409)
