@@ -149,7 +149,12 @@ class Attempt:
                 done, _ = await asyncio.wait((fut,), timeout=timeout)
                 if done:
                     return fut.result()
-            if invoker.store.suspend(self.inv, list(machine.awaiting)):
+            try:
+                suspended = invoker.store.suspend(self.inv, list(machine.awaiting))
+            except _core.NotRunningError:  # killed meanwhile: its WAKE_KILL is on its way
+                self.close(Refused)
+                raise Refused() from None
+            if suspended:
                 self.close(Suspended)
                 raise Suspended()
             # A completion is on its way (committed, not yet delivered): keep waiting.

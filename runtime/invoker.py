@@ -262,7 +262,13 @@ class Invoker:
             built = None
         if self.live.get(inv.id) is attempt and attempt is not None:
             del self.live[inv.id]
-        seq, nxt = self.store.complete(inv, entries or [], output, code, message, built)
+        try:
+            seq, nxt = self.store.complete(inv, entries or [], output, code, message, built)
+        except _core.NotRunningError as exc:
+            # Killed (or otherwise finished) in the store while the handler returned: the
+            # kill's result is what its waiters get (WAKE_KILL), not this one.
+            log.info("invocation %s: its completion was refused: %s", inv.id, exc)
+            return
         if inv.kind in WRITERS and machine is not None:
             self.cache.put(inv.service, inv.key, machine.state, seq, kept_after(machine))
         if nxt is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pysdk import (Context, ObjectContext, ObjectSharedContext, RunOptions, Service, VirtualObject, Workflow,
                    WorkflowContext, WorkflowSharedContext, app, gather, select)
-from tests.apps.testapp import effect
+from tests.apps.testapp import EFFECTS, effect
 
 # ---- the durability barrier ---------------------------------------------------------------
 
@@ -86,6 +86,21 @@ async def counted(ctx: Context, tag: str) -> int:
     await ctx.run("one", lambda: effect(f"{tag}.steps", "one"))
     await ctx.run("two", lambda: effect(f"{tag}.steps", "two"))
     return 2
+
+
+@closing.handler()
+async def gated_step(ctx: Context, tag: str) -> str:
+    """A step whose body waits for a gate file, so a test can kill it mid-step."""
+    async def body() -> str:
+        effect(f"{tag}.log", "started")
+        while not (EFFECTS / f"{tag}.gate").exists():
+            await asyncio.sleep(0.02)
+        effect(f"{tag}.log", "finished")
+        return "slow"
+
+    await ctx.run("slow", body)
+    await ctx.run("after", lambda: effect(f"{tag}.log", "after"))
+    return "done"
 
 
 # ---- awakeables resolved while the step that publishes them runs -------------------------

@@ -37,3 +37,26 @@ def test_awakeable_resolved_by_the_step_that_publishes_it(make_server) -> None:
     resp = server.post("/Webhook/pay", server.url, timeout=30)
     assert resp.status_code == 200, resp.text
     assert resp.json() == "paid"
+
+
+def test_a_kill_during_a_step_journals_nothing_more(make_server, effects_dir) -> None:
+    from tests.disk import read_disk
+
+    server = make_server(target=CORRECT_APP).start()
+    inv = server.post("/Closing/gated_step/send", "k").json()["invocationId"]
+    assert wait_for_lines(effects_dir / "k.log", 1) == ["started"]
+    assert server.admin("PATCH", f"/invocations/{inv}/kill").status_code == 202
+    (effects_dir / "k.gate").touch()
+    assert wait_for_lines(effects_dir / "k.log", 2) == ["started", "finished"]
+    out = server.get(f"/restate/invocation/{inv}/output")
+    assert out.status_code == 409 and out.json()["message"] == "killed"
+    (effects_dir / "ok.gate").touch()
+    done = server.post("/Closing/gated_step/send", "ok").json()["invocationId"]
+    assert server.get(f"/restate/invocation/{done}/attach").json() == "done"
+    server.stop()
+    journal = read_disk(server.data_dir, lambda d: d.journal(inv))
+    assert [e.name for e in journal if e.kind == 6] == [], "the killed step's result was not journaled"
+    control = read_disk(server.data_dir, lambda d: d.journal(done))
+    assert [e.name for e in control if e.kind == 6] == ["slow", "after"], "the reader sees steps"
+    assert (effects_dir / "k.log").read_text().splitlines() == ["started", "finished"]
+    assert "Traceback" not in server.log()
