@@ -59,7 +59,7 @@ class Refused(AttemptClosed):
 
 class Attempt:
     __slots__ = ("invoker", "inv", "machine", "killed", "observed", "limits", "last_progress", "aborting_since",
-                 "task", "ended", "_waiter")
+                 "task", "ended", "_workflow_runs", "_waiter")
 
     def __init__(self, invoker: "Invoker", inv: _core.Invocation, limits: Limits = NO_LIMITS) -> None:
         self.invoker = invoker
@@ -75,6 +75,8 @@ class Attempt:
         self.aborting_since: Optional[float] = None
         self.task: Optional[asyncio.Task[Any]] = None
         self.ended = False
+        # Workflow keys whose run this attempt has started (see check_target).
+        self._workflow_runs: set[tuple[str, str]] = set()
         self._waiter: Optional[asyncio.Future[None]] = None
 
     @property
@@ -169,12 +171,16 @@ class Attempt:
         keyed = self.invoker.app.service_type(service) != "service"
         if keyed and not key:
             raise TerminalError(f"{service} is keyed: a call to {service}/{handler} needs a key", 400)
-        run = self.invoker.store.idempotency_lookup(service, key or "", handler, "") if spec.kind == "workflow" else None
-        if run is not None:
-            self.observe(run[1])  # the 409 below depends on that admission
+        if spec.kind == "workflow":
             # One run per workflow key. Attaching a handler's call to an existing run is not
-            # supported yet: refuse rather than run the workflow twice.
-            raise TerminalError(f"workflow {service}/{key} has already been started", 409)
+            # supported yet: refuse rather than run the workflow twice. A run this attempt
+            # started itself may not be in the store yet (its entry is not flushed).
+            run = self.invoker.store.idempotency_lookup(service, key or "", handler, "")
+            if run is not None:
+                self.observe(run[1])  # the 409 depends on that admission
+            if run is not None or (service, key or "") in self._workflow_runs:
+                raise TerminalError(f"workflow {service}/{key} has already been started", 409)
+            self._workflow_runs.add((service, key or ""))
         inv = self.inv
         if (not is_send and inv.kind in WRITERS and KINDS.get(spec.kind) in WRITERS
                 and service == inv.service and key == inv.key):
