@@ -8,7 +8,6 @@ exist before it proceeds) so a test can kill the server at a known point.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import timedelta
 from typing import Optional
@@ -17,13 +16,7 @@ from examples.travel import trips
 from examples.wallet import transfers, wallet
 from pysdk import (Context, ObjectContext, RunOptions, Saga, Service, TerminalError, VirtualObject, Workflow,
                    WorkflowContext, WorkflowSharedContext, app, as_completed, gather, select, wait_completed)
-from tests.apps.testapp import EFFECTS, effect
-
-
-async def gate(name: str) -> None:
-    """Wait until the test creates the file `name` in the effects directory."""
-    while not (EFFECTS / name).exists():
-        await asyncio.sleep(0.02)
+from tests.apps.testapp import effect, gate
 
 
 # ---- timers -------------------------------------------------------------------------------
@@ -48,6 +41,13 @@ def _woke(inv_id: str) -> float:
 @timers.handler()
 async def stamp(ctx: Context, tag: str) -> float:
     """Records when it ran (the target of delayed sends)."""
+    return await ctx.run_typed("stamp", _stamp, RunOptions(), tag)
+
+
+@timers.handler()
+async def gated_stamp(ctx: Context, tag: str) -> float:
+    """`stamp`, once the test opens the gate `stamp-TAG`: a crash test holds it there."""
+    await gate(f"stamp-{tag}")
     return await ctx.run_typed("stamp", _stamp, RunOptions(), tag)
 
 
@@ -108,6 +108,13 @@ async def send_add(ctx: ObjectContext, n: int) -> str:
 async def send_later(ctx: ObjectContext, ms: int) -> str:
     """A delayed send to Timers/stamp, tagged with this object's key."""
     handle = ctx.service_send(stamp, arg=ctx.key(), send_delay=timedelta(milliseconds=ms))
+    return await handle.invocation_id()
+
+
+@caller.handler()
+async def send_gated(ctx: ObjectContext, ms: int) -> str:
+    """A delayed send to Timers/gated_stamp, tagged with this object's key."""
+    handle = ctx.service_send(gated_stamp, arg=ctx.key(), send_delay=timedelta(milliseconds=ms))
     return await handle.invocation_id()
 
 

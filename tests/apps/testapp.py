@@ -8,27 +8,52 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 from examples.cart import cart, checkout
 from pysdk import Context, ObjectContext, ObjectSharedContext, Service, TerminalError, VirtualObject, app
 from pydantic import BaseModel
 
-EFFECTS = Path(os.environ.get("STEAD_TEST_EFFECTS", "/tmp/stead-effects"))
+
+def effects_dir() -> Path:
+    """The test's own effects directory. There is no default: a shared path would let
+    two test runs (or two servers) count each other's effects."""
+    path = os.environ.get("STEAD_TEST_EFFECTS")
+    if not path:
+        raise RuntimeError("STEAD_TEST_EFFECTS is not set: the test apps write effects only "
+                           "to the directory the test gives them")
+    return Path(path)
+
+
+def __getattr__(name: str) -> Path:
+    if name == "EFFECTS":  # the old constant, read when used: still no default
+        return effects_dir()
+    raise AttributeError(name)
 
 
 def effect(name: str, line: str) -> None:
     """Append one line to an effects file: how tests count real executions."""
-    EFFECTS.mkdir(parents=True, exist_ok=True)
-    with open(EFFECTS / name, "a") as f:
+    root = effects_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / name, "a") as f:
         f.write(line + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
 def effects(name: str) -> list[str]:
-    path = EFFECTS / name
+    path = effects_dir() / name
     return path.read_text().splitlines() if path.exists() else []
+
+
+async def gate(name: str) -> None:
+    """Wait until the test creates the file `name` in the effects directory; the effects
+    file `gates` records `at NAME` when a handler starts waiting there, so a test knows
+    the handler reached the gate (and, for a step body, that what it observed is durable)."""
+    effect("gates", f"at {name}")
+    while not (effects_dir() / name).exists():
+        await asyncio.sleep(0.02)
 
 
 @cart.handler(kind="shared")
@@ -37,17 +62,21 @@ async def items(ctx: ObjectSharedContext) -> list[str]:
 
 
 @cart.handler(kind="shared")
-async def slow_count(ctx: ObjectSharedContext, seconds: float) -> int:
-    """Holds a shared slot for a while: shared handlers must not block each other or add."""
-    await asyncio.sleep(seconds)
-    return len(await ctx.get("items") or [])
+async def meet(ctx: ObjectSharedContext, tag: str) -> int:
+    """A shared handler that records entering and leaving (effects file `meet-KEY`) and in
+    between waits at the gate `meet-KEY.gate`: two of them are provably inside at once."""
+    effect(f"meet-{ctx.key()}", f"enter {tag}")
+    await gate(f"meet-{ctx.key()}.gate")
+    n = len(await ctx.get("items") or [])
+    effect(f"meet-{ctx.key()}", f"leave {tag}")
+    return n
 
 
 @cart.handler()
 async def slow_add(ctx: ObjectContext, item: str) -> int:
     """An exclusive handler that yields to the loop between its read and its write."""
     items = await ctx.get("items") or []
-    await asyncio.sleep(0.002)
+    await asyncio.sleep(0.002)  # deliberate: lets other work interleave, which must not break exclusivity
     items.append(item)
     ctx.set("items", items)
     return len(items)
@@ -109,9 +138,7 @@ async def run(ctx: ObjectContext, tag: str) -> str:
     a = await ctx.run_typed("one", lambda: effect(f"{tag}.log", "1") or "a")
     b = await ctx.run_typed("two", lambda: effect(f"{tag}.log", "2") or "b")
     effect(f"{tag}.log", "after-two")  # not a step: runs again on replay
-    gate = EFFECTS / f"{tag}.gate"
-    while not gate.exists():
-        await asyncio.sleep(0.01)
+    await gate(f"{tag}.gate")
     c = await ctx.run_typed("three", lambda: effect(f"{tag}.log", "3") or "c")
     ctx.set("result", a + b + c)
     return a + b + c
@@ -131,7 +158,7 @@ async def step_until(ctx: Context, failures: int) -> str:
 
     def attempt() -> str:
         n = len(effects("flaky.log"))
-        effect("flaky.log", "attempt")
+        effect("flaky.log", f"attempt {time.time()}")
         if n < failures:
             raise RuntimeError(f"transient failure {n + 1}")
         return f"ok after {n + 1}"
@@ -143,7 +170,7 @@ async def step_until(ctx: Context, failures: int) -> str:
 async def handler_until(ctx: Context, failures: int) -> str:
     """The handler itself (not a step) fails `failures` times: invocation retries."""
     n = len(effects("handler.log"))
-    effect("handler.log", "attempt")
+    effect("handler.log", f"attempt {time.time()}")
     if n < failures:
         raise RuntimeError(f"transient handler failure {n + 1}")
     return f"ok after {n + 1}"

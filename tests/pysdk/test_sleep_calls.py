@@ -15,6 +15,7 @@ from pysdk import (
     RestateDurableCallFuture,
     RestateDurableSleepFuture,
     RunOptions,
+    Saga,
     SendHandle,
     Service,
     TerminalError,
@@ -390,4 +391,31 @@ def test_state_entries_are_flushed_before_waiting() -> None:
 
 
 def test_replay_requested_is_not_swallowed_by_the_saga_or_except_exception(backend: FakeBackend) -> None:
+    """In always-replay mode each durable point raises ReplayRequested inside the handler.
+    A handler that wraps its awaits in `except Exception` and a Saga must not see it: no
+    except branch runs, no compensation runs, the body restarts from the journal."""
+    svc = Service("S")
+    log: list[str] = []
+    caught: list[BaseException] = []
+    bodies: list[int] = []
+
+    @svc.handler()
+    async def h(ctx: Context) -> str:
+        bodies.append(len(bodies))
+        async with Saga(ctx) as saga:
+            try:
+                a = await ctx.run_typed("one", logged(log, "one", "a"), RunOptions())
+                saga.add("undo_one", logged(log, "undo one"))
+                b = await ctx.run_typed("two", logged(log, "two", "b"), RunOptions())
+            except Exception as exc:  # what a handler may do; internal control flow passes by
+                caught.append(exc)
+                return "swallowed"
+        return a + b
+
+    assert run(drive(svc.handlers["h"], b"", backend, always_replay=True)) == b'"ab"'
+    assert caught == []
+    assert log == ["one", "two"]  # each step ran once, no compensation ran
+    # Live once, then once more after each step's durable point, by replay.
+    assert len(bodies) == 3
+    assert [e[:2] for e in backend.journal] == [(RUN, "one"), (RUN, "two")]
     assert not issubclass(ReplayRequested, Exception) and not issubclass(Suspended, Exception)

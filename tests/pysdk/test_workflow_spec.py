@@ -95,15 +95,29 @@ def test_main_signature_is_checked_when_decorated() -> None:
 
 
 def test_base_context_annotations_are_accepted() -> None:
+    """A handler may annotate a base class of its context; it still gets the workflow's."""
     wf = Workflow("W")
+    seen: list[type] = []
 
     @wf.main()
-    async def run_(ctx: Context) -> None:
-        return None
+    async def run_(ctx: Context) -> str:
+        seen.append(type(ctx))
+        ctx.set("seen", "main")  # type: ignore[attr-defined]
+        return "ran"
 
     @wf.handler()
-    async def info(ctx: ObjectSharedContext) -> None:
-        return None
+    async def info(ctx: ObjectSharedContext) -> object:
+        seen.append(type(ctx))
+        return await ctx.get("seen")
+
+    main, shared = wf.handlers["run_"], wf.handlers["info"]
+    assert (main.kind, main.context_class) == ("workflow", WorkflowContext)
+    assert (shared.kind, shared.context_class) == ("shared", WorkflowSharedContext)
+    assert wf.main_handler == "run_"
+    b = FakeBackend()
+    assert run(drive(main, b"", b, key="k")) == b'"ran"'
+    assert run(drive(shared, b"", b.next_invocation(), key="k")) == b'"main"'
+    assert seen == [WorkflowContext, WorkflowSharedContext]
 
 
 def test_app_serves_workflows() -> None:

@@ -15,10 +15,12 @@ def test_cancel_runs_compensations(flow, effects_dir) -> None:
     inv = _job(flow, effects_dir, "/Jobs/long", "a")
     resp = flow.admin("PATCH", f"/invocations/{inv}/cancel")
     assert resp.status_code == 202, resp.text
+    assert resp.json() == {"invocationId": inv, "status": "cancelling"}
     out = flow.get(f"/restate/invocation/{inv}/attach")
     assert out.status_code == 409 and out.json()["message"] == "cancelled"
     assert (effects_dir / "jobs").read_text().splitlines() == ["reserve a", "release a"]
-    assert flow.admin("PATCH", f"/invocations/{inv}/cancel").status_code == 409  # already completed
+    again = flow.admin("PATCH", f"/invocations/{inv}/cancel")
+    assert again.status_code == 409 and again.json()["message"] == f"invocation {inv} is already completed"
 
 
 def test_kill_stops_without_compensation(flow, effects_dir) -> None:
@@ -32,17 +34,25 @@ def test_kill_stops_without_compensation(flow, effects_dir) -> None:
 def test_cancel_propagates_to_awaited_calls(flow, effects_dir) -> None:
     inv = _job(flow, effects_dir, "/Jobs/parent", "p")
     assert flow.admin("PATCH", f"/invocations/{inv}/cancel").status_code == 202
-    assert flow.get(f"/restate/invocation/{inv}/attach").status_code == 409
+    out = flow.get(f"/restate/invocation/{inv}/attach")
+    assert out.status_code == 409 and out.json() == {"code": 409, "message": "cancelled"}
     lines = wait_for_lines(effects_dir / "jobs", 3)
     assert lines[0] == "reserve p-child"
     assert sorted(lines[1:]) == ["parent saw 409", "release p-child"]
 
 
 def test_admin_bad_requests(flow) -> None:
-    assert flow.admin("PATCH", "/invocations/inv_nope/cancel").status_code == 404
-    assert flow.admin("GET", "/invocations/inv_nope/cancel").status_code == 405
-    assert flow.admin("PATCH", "/somewhere").status_code == 404
-    assert flow.admin("GET", "/health").status_code == 200
+    cases = [
+        ("PATCH", "/invocations/inv_nope/cancel", 404, "invocation inv_nope not found"),
+        ("GET", "/invocations/inv_nope/cancel", 405, "use PATCH /invocations/{id}/cancel"),
+        ("PATCH", "/somewhere", 404, "unknown admin path /somewhere"),
+    ]
+    for method, path, status, fragment in cases:
+        resp = flow.admin(method, path)
+        assert resp.status_code == status and resp.json()["code"] == status, resp.text
+        assert fragment in resp.json()["message"], resp.text
+    health = flow.admin("GET", "/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
 
 
 def test_travel_booking_fails_with_the_car_refusal(flow) -> None:
@@ -60,6 +70,6 @@ def test_saga_compensations_run_in_reverse_order(flow, effects_dir) -> None:
     for i in (1, 2, 3):
         (effects_dir / f"s-undo{i}").touch()
     resp = flow.post("/Jobs/compensating", "s")
-    assert resp.status_code == 409
+    assert resp.status_code == 409 and resp.json() == {"code": 409, "message": "refused"}
     assert (effects_dir / "saga").read_text().splitlines() == [
         "step 1", "step 2", "step 3", "undo 3", "undo 2", "undo 1"]

@@ -6,7 +6,8 @@ import concurrent.futures as cf
 
 import httpx
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, read_lines, wait_until
+from tests.disk import CFS
 
 
 def test_cart_counts_and_state_survives_restart(make_server) -> None:
@@ -23,8 +24,11 @@ def test_cart_counts_and_state_survives_restart(make_server) -> None:
 
 def test_response_carries_invocation_id(server) -> None:
     resp = server.post("/Cart/carol/add", "apple")
-    assert resp.status_code == 200
-    assert resp.headers["x-restate-id"].startswith("inv_")
+    assert resp.status_code == 200 and resp.json() == 1
+    inv = resp.headers["x-restate-id"]
+    assert inv.startswith("inv_")
+    # The id names this invocation: its kept output is the answer.
+    assert server.get(f"/restate/invocation/{inv}/output").json() == 1
 
 
 def test_concurrent_adds_on_one_key_are_serialized(server) -> None:
@@ -37,28 +41,63 @@ def test_concurrent_adds_on_one_key_are_serialized(server) -> None:
     assert sorted(items) == sorted(f"item-{i}" for i in range(n))
 
 
-def test_shared_handler_runs_while_exclusive_ones_proceed(server) -> None:
+def test_shared_handlers_overlap_while_exclusive_ones_proceed(server, effects_dir) -> None:
     server.post("/Cart/shared/add", "apple")
-    with cf.ThreadPoolExecutor(4) as pool:
-        slow = [pool.submit(server.post, "/Cart/shared/slow_count", 1.5) for _ in range(2)]
-        # Exclusive adds complete while both shared handlers are still running.
+    meet = effects_dir / "meet-shared"
+    with cf.ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(server.post, "/Cart/shared/meet", tag) for tag in ("a", "b")]
+        # Each shared handler records entering, then waits at a gate that opens only
+        # once both entered: if shared handlers on one key were serialized, the second
+        # would never enter.
+        wait_until(lambda: {"enter a", "enter b"} <= set(read_lines(meet)), what="both shared handlers inside")
+        # Exclusive adds on the key complete while both shared handlers are held.
         assert server.post("/Cart/shared/add", "pear").json() == 2
         assert server.post("/Cart/shared/add", "plum").json() == 3
-        assert not any(f.done() for f in slow)
-        assert all(f.result().status_code == 200 for f in slow)
+        assert not any(f.done() for f in calls)
+        (effects_dir / "meet-shared.gate").touch()
+        # Their state was loaded when they started (Restate's eager state): before the adds.
+        assert [f.result().json() for f in calls] == [1, 1]
+    assert server.post("/Cart/shared/items").json() == ["apple", "pear", "plum"]
+    lines = read_lines(meet)
+    first_leave = min(i for i, line in enumerate(lines) if line.startswith("leave"))
+    assert {"enter a", "enter b"} <= set(lines[:first_leave]), lines
+    assert sorted(line for line in lines if line.startswith("leave")) == ["leave a", "leave b"]
+
+
+def _attempt_times(path) -> list[float]:  # type: ignore[no-untyped-def]
+    return [float(line.split()[1]) for line in read_lines(path)]
+
+
+def _assert_backoff(times: list[float], delays: list[float]) -> None:
+    """Consecutive attempts are at least the policy's delay apart (5 ms for rounding to
+    the timer's millisecond), and not absurdly more (a loaded machine may add seconds)."""
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(gaps) == len(delays), gaps
+    for gap, delay in zip(gaps, delays):
+        assert delay - 0.005 <= gap < delay + 3.0, (gaps, delays)
 
 
 def test_step_is_retried_until_it_succeeds(server, effects_dir) -> None:
     resp = server.post("/Flaky/step_until", 3)
     assert resp.status_code == 200, resp.text
     assert resp.json() == "ok after 4"
-    assert (effects_dir / "flaky.log").read_text().count("attempt") == 4
+    # Four attempts, backing off 50, 100, 200 ms (RunOptions defaults) in between.
+    times = _attempt_times(effects_dir / "flaky.log")
+    assert len(times) == 4
+    _assert_backoff(times, [0.05, 0.1, 0.2])
 
 
 def test_handler_failure_is_retried_with_backoff(server, effects_dir) -> None:
     resp = server.post("/Flaky/handler_until", 2)
     assert resp.status_code == 200, resp.text
     assert resp.json() == "ok after 3"
+    # Three attempts of the whole invocation, backing off 50 then 100 ms (the runtime's
+    # default policy, Restate's) between them, and no attempt after the success.
+    times = _attempt_times(effects_dir / "handler.log")
+    assert len(times) == 3
+    _assert_backoff(times, [0.05, 0.1])
+    inv = resp.headers["x-restate-id"]
+    assert server.get(f"/restate/invocation/{inv}/output").json() == "ok after 3"
 
 
 def test_terminal_error_stops_retries(server, effects_dir) -> None:
@@ -134,9 +173,7 @@ def test_data_dir_of_another_schema_version_is_refused(make_server) -> None:
     server.post("/Cart/v/add", "x")
     server.stop()
     db = Rdict(str(server.data_dir), options=Options(raw_mode=True),
-               column_families={n: Options(raw_mode=True) for n in
-                                ["invocations", "journal", "state", "inbox", "timers", "idempotency",
-                                 "promises", "meta"]})
+               column_families={n: Options(raw_mode=True) for n in CFS})
     db.get_column_family("meta")[b"mtschema_version"] = (999).to_bytes(4, "big")
     db.close()
     proc = subprocess.run(server.command(), capture_output=True, text=True, timeout=60, cwd=str(ROOT))

@@ -3,18 +3,11 @@ state and promises) are kept for the retention period, then purged."""
 
 from __future__ import annotations
 
-import time
-
-from tests.conftest import FLOW_APP, wait_for_lines
+from tests.conftest import FLOW_APP, wait_for_lines, wait_until
 
 
-def _until_gone(server, path: str, timeout: float = 15.0) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = server.get(path).status_code
-        if status == 404 or time.monotonic() > deadline:
-            return status
-        time.sleep(0.1)
+def _until_gone(server, path: str, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    wait_until(lambda: server.get(path).status_code == 404, timeout, f"{path} purged")
 
 
 def test_completed_work_is_purged_after_the_retention(make_server, effects_dir) -> None:
@@ -27,8 +20,8 @@ def test_completed_work_is_purged_after_the_retention(make_server, effects_dir) 
     assert server.post("/Signup/ret/run", "ret@example.com").json() == "verified ret@example.com with a"
     assert server.post("/Signup/ret/status").json() == "verified"
 
-    assert _until_gone(server, f"/restate/invocation/{inv}/output") == 404
-    assert _until_gone(server, "/restate/workflow/Signup/ret/output") == 404
+    _until_gone(server, f"/restate/invocation/{inv}/output")
+    _until_gone(server, "/restate/workflow/Signup/ret/output")
     # The idempotency key is free again: a new invocation runs.
     assert server.post("/Counter/r/add", 1, headers=key).json() == 2
     # The workflow key can run again, from fresh state and promises.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 
-from tests.conftest import wait_for_lines
+from tests.conftest import read_lines, wait_for_lines
+from tests.disk import DiskReader, EntryKind, Status, Timer, wait_on_disk
 
 
 def test_sleep_wakes_after_its_duration(flow) -> None:
@@ -39,19 +41,43 @@ def test_delayed_send_runs_after_the_delay(flow, effects_dir) -> None:
     assert flow.get(f"/restate/invocation/{body['invocationId']}/output").json() == float(ran)
 
 
-def test_sleep_survives_kill_and_wakes_once(make_server, effects_dir) -> None:
-    from tests.conftest import FLOW_APP
+def test_sleep_survives_kill_and_wakes_once(flow, effects_dir) -> None:
+    inv = flow.post("/Timers/nap/send", 2000).json()["invocationId"]
 
-    server = make_server(target=FLOW_APP).start()
-    inv = server.post("/Timers/nap/send", 2000).json()["invocationId"]
-    time.sleep(0.5)  # the sleep is journaled and its timer stored
-    server.kill()
-    server.restart()
-    resp = server.get(f"/restate/invocation/{inv}/attach")
+    def asleep(disk: DiskReader) -> list[Timer]:
+        return [t for t in disk.timers() if t.invocation_id == inv]
+
+    # Kill once the sleep is journaled and its timer stored (read from disk, not guessed).
+    wait_on_disk(flow.data_dir, asleep, what="the nap's timer on disk")
+    flow.kill()
+    assert read_lines(effects_dir / "woke") == []
+    with DiskReader(flow.data_dir) as disk:
+        journal = disk.journal(inv)
+        timers = asleep(disk)
+        done = disk.completions(inv)
+        record = disk.invocation(inv)
+    assert [(e.kind, e.name) for e in journal] == [(EntryKind.RUN, "start"), (EntryKind.SLEEP, "nap")]
+    fire_ms = int.from_bytes(journal[1].value or b"", "big")
+    assert timers == [Timer(fire_ms, inv, 1)]
+    # 2 s after the start step (fire times are whole milliseconds)
+    assert -0.002 <= fire_ms / 1000 - (journal[0].json() + 2.0) < 5.0
+    assert done == {} and record is not None and record.status != Status.COMPLETED
+
+    flow.restart()
+    resp = flow.get(f"/restate/invocation/{inv}/attach")
     assert resp.status_code == 200, resp.text
     out = resp.json()
     assert out["woke"] >= out["due"] - 0.005
     assert out["woke"] - out["due"] < 2.0
-    assert wait_for_lines(effects_dir / "woke", 1) == [inv]
-    time.sleep(0.3)
-    assert (effects_dir / "woke").read_text().splitlines() == [inv]  # once
+    assert read_lines(effects_dir / "woke") == [inv]
+    flow.stop()
+    with DiskReader(flow.data_dir) as disk:
+        journal = disk.journal(inv)
+        done = disk.completions(inv)
+        timers = asleep(disk)
+        record = disk.invocation(inv)
+    # Woke once: one completion of the sleep, one "woke" step, no timer left.
+    assert [e.name for e in journal] == ["start", "nap", "woke"]
+    assert list(done) == [1] and timers == []
+    assert record is not None and record.status == Status.COMPLETED
+    assert json.loads(record.output or b"null") == out

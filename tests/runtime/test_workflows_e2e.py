@@ -20,7 +20,8 @@ def test_workflow_waits_for_its_promise(flow, effects_dir) -> None:
     assert flow.post("/Signup/ann/peek").json() == "s3cret"
     # A second resolve of the same promise is refused.
     again = flow.post("/Signup/ann/click", "other")
-    assert again.status_code == 409
+    assert again.status_code == 409 and again.json()["message"] == "promise already completed"
+    assert flow.post("/Signup/ann/peek").json() == "s3cret"  # the first value stays
 
 
 def test_main_runs_once_per_key(flow, effects_dir) -> None:
@@ -29,7 +30,8 @@ def test_main_runs_once_per_key(flow, effects_dir) -> None:
     assert second.json() == {"invocationId": first["invocationId"], "status": "PreviouslyAccepted"}
     flow.post("/Signup/bo/click", "x")
     assert flow.get("/restate/workflow/Signup/bo/attach").json() == "verified bo@example.com with x"
-    assert flow.post("/Signup/bo/run", "ignored@example.com").status_code == 409  # already invoked
+    rerun = flow.post("/Signup/bo/run", "ignored@example.com")
+    assert rerun.status_code == 409 and rerun.json()["message"] == "the workflow method was already invoked"
     assert wait_for_lines(effects_dir / "emails", 1) == ["bo bo@example.com"]
 
 
@@ -39,8 +41,10 @@ def test_promise_resolved_before_it_is_awaited(flow) -> None:
 
 
 def test_unknown_workflow_paths(flow) -> None:
-    assert flow.get("/restate/workflow/Signup/nobody/output").status_code == 404
-    assert flow.get("/restate/workflow/Nope/x/attach").status_code == 404
+    nobody = flow.get("/restate/workflow/Signup/nobody/output")
+    assert nobody.status_code == 404 and nobody.json()["message"] == "no invocation found for Signup/nobody"
+    nope = flow.get("/restate/workflow/Nope/x/attach")
+    assert nope.status_code == 404 and nope.json()["message"] == "workflow 'Nope' not found"
 
 
 def test_workflow_started_from_a_handler_runs_once(flow, effects_dir) -> None:
