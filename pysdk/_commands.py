@@ -1,4 +1,4 @@
-"""The commands behind `ctx.sleep`, the calls and sends, and awakeables.
+"""The commands behind `ctx.sleep`, the calls and sends, attaching, and awakeables.
 
 Each is journaled when the context method is called (`Machine.command`);
 what must be computed live (a sleep's fire time, a callee's id, the target
@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from ._entries import AWAKEABLE, CALL, COMPLETE_AWAKEABLE, SEND, SLEEP, Entry
+from ._entries import ATTACH_INVOCATION, AWAKEABLE, CALL, COMPLETE_AWAKEABLE, SEND, SLEEP, Entry
 from ._errors import TerminalError
 from ._futures import RestateDurableCallFuture, RestateDurableFuture, RestateDurableSleepFuture, SendHandle
 from ._ids import awakeable_id, child_invocation_id, parse_awakeable_id
@@ -129,6 +129,18 @@ def generic_send(m: "Machine", service: str, handler: str, arg: bytes, key: Opti
                  headers: Optional[Mapping[str, str]]) -> SendHandle:
     _, callee = _invoke(m, service, handler, key, bytes(arg), idempotency_key, headers, True, delay)
     return SendHandle(m, callee)
+
+
+def attach(m: "Machine", invocation_id: str, codec: Codec) -> RestateDurableFuture[Any]:
+    """Journal ATTACH_INVOCATION: a durable future of `invocation_id`'s result (its output
+    decoded with `codec`, or its `TerminalError`), completed by the runtime."""
+    if invocation_id is None or invocation_id == "":
+        raise ValueError("attach_invocation: invocation_id cannot be None or empty")
+    if not isinstance(invocation_id, str):
+        raise TypeError(f"attach_invocation: invocation_id must be a str, got {type(invocation_id).__name__}")
+    index, _ = m.command(ATTACH_INVOCATION, invocation_id,
+                         lambda i: (ATTACH_INVOCATION, invocation_id, None, 0, None))
+    return RestateDurableFuture(m, index, codec.loads)
 
 
 # -- awakeables ------------------------------------------------------------------------

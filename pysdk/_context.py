@@ -14,8 +14,8 @@ accepts the read-write one.
 
 `ctx.run` / `ctx.run_typed` / `ctx.time` return an awaitable that does its
 work when awaited (a coroutine); await it where it is created. `ctx.sleep`,
-the calls, `awakeable` and `promise(...).value()` journal their command at
-once and return a durable future (`_futures`), which can be awaited later or
+the calls, `attach_invocation`, `awakeable` and `promise(...).value()` journal
+their command at once and return a durable future (`_futures`), which can be awaited later or
 passed to the combinators (`_combinators`).
 """
 from __future__ import annotations
@@ -345,6 +345,14 @@ class Context:
         """Ask the runtime to cancel `invocation_id` (it raises `TerminalError`
         at its next await point, so its compensations run)."""
         cancel_invocation(self._m, invocation_id)
+
+    def attach_invocation(self, invocation_id: str, serde: Serde[T] = DEFAULT_SERDE,
+                          type_hint: Optional[type[T]] = None) -> RestateDurableFuture[T]:
+        """A durable future of the result of the invocation `invocation_id` (from a
+        `SendHandle`, say): its output decoded with `serde` (and `type_hint`), or its
+        `TerminalError`. Attaching to an unknown invocation fails with 404, to the
+        invocation itself with 400."""
+        return _commands.attach(self._m, invocation_id, codec(serde, type_hint))
 
 
 def _key(key: Any) -> str:

@@ -26,6 +26,8 @@ sleep; value None and code != 0 for a failure):
     GET_PROMISE        (12, promise name, None, 0, None)
     COMPLETE_PROMISE   (14, name, value, 0, None) resolve | (14, name, None, code, message) reject
                        completion (b"", 0, None) accepted | (None, 409, msg) already completed
+    ATTACH_INVOCATION  (18, target invocation id, None, 0, None)
+                       completion: the target's result (output, 0, None) | (None, code, message)
 
 The others carry their outcome inline or have none:
 
@@ -61,8 +63,9 @@ COMPLETE_PROMISE = 14
 CANCEL = 15
 COMBINATOR = 16
 CANCEL_INVOCATION = 17
+ATTACH_INVOCATION = 18
 
-AWAITABLE = frozenset({SLEEP, CALL, AWAKEABLE, GET_PROMISE, COMPLETE_PROMISE})
+AWAITABLE = frozenset({SLEEP, CALL, AWAKEABLE, GET_PROMISE, COMPLETE_PROMISE, ATTACH_INVOCATION})
 
 # The result of an awaitable entry: (value, failure code, failure message).
 Completion = tuple[Optional[bytes], int, Optional[str]]
@@ -85,6 +88,7 @@ KIND_NAMES: dict[int, str] = {
     CANCEL: "CANCEL",
     COMBINATOR: "COMBINATOR",
     CANCEL_INVOCATION: "CANCEL_INVOCATION",
+    ATTACH_INVOCATION: "ATTACH_INVOCATION",
 }
 
 

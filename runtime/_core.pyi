@@ -32,6 +32,7 @@ __all__ = [
     "ENTRY_CANCEL",
     "ENTRY_COMBINATOR",
     "ENTRY_CANCEL_INVOCATION",
+    "ENTRY_ATTACH_INVOCATION",
     "KIND_SERVICE",
     "KIND_EXCLUSIVE",
     "KIND_SHARED",
@@ -79,8 +80,8 @@ ENTRY_CLEAR_STATE: int  # (k, name, None, 0, None)
 ENTRY_CLEAR_ALL: int  # (k, None, None, 0, None)
 ENTRY_STATE_KEYS: int  # (k, None, JSON list of names, 0, None)
 ENTRY_RUN: int  # (k, step name, result bytes or None, failure code or 0, failure message or None)
-# Awaitable entries (SLEEP, CALL, AWAKEABLE, GET_PROMISE, COMPLETE_PROMISE) are *pending* once
-# journaled; their result arrives later as a `Completion` row (see `load_completions`).
+# Awaitable entries (SLEEP, CALL, AWAKEABLE, GET_PROMISE, COMPLETE_PROMISE, ATTACH_INVOCATION) are
+# *pending* once journaled; their result arrives later as a `Completion` row (see `load_completions`).
 ENTRY_SLEEP: int  # (k, name or None, fire time: 8-byte big-endian ms since epoch, 0, None)
 ENTRY_CALL: int  # (k, target label, callee invocation id (utf-8), 0, None); completion = callee's result
 ENTRY_SEND: int  # (k, target label, callee invocation id (utf-8), 0, None); never completed
@@ -93,6 +94,8 @@ ENTRY_COMPLETE_PROMISE: int  # (k, name, value, 0, None) resolve | (k, name, Non
 ENTRY_CANCEL: int  # (k, None, None, 0, None): the handler observed its cancellation here
 ENTRY_COMBINATOR: int  # (k, None, JSON list of entry indices, in the order seen completed, 0, None)
 ENTRY_CANCEL_INVOCATION: int  # (k, target invocation id, None, 0, None): ctx.cancel_invocation
+ENTRY_ATTACH_INVOCATION: int  # (k, target invocation id, None, 0, None): ctx.attach_invocation;
+#                               completion = the target's result: (output, 0, None) | (None, code, message)
 
 # Handler kinds.
 KIND_SERVICE: int  # stateless
@@ -286,6 +289,15 @@ class Store:
     #                         already completed: this entry completed with (None, 409, message)
     #   CANCEL                clears cancel_requested
     #   CANCEL_INVOCATION     `cancel(target)` in the same commit
+    #   ATTACH_INVOCATION     target finished (in memory, or its record on disk): its result is this
+    #                         entry's completion now + WAKE_DELIVER; target unfinished (persisted:
+    #                         running, suspended, backing off, inboxed, scheduled): the entry awaits
+    #                         it and the target's completing commit completes it (killed or
+    #                         cancelled: its (None, 409, ...)); unknown (never persisted, or purged):
+    #                         (None, 404, "invocation ... not found"); `inv` itself: (None, 400, ...).
+    #                         Cancel and kill do not follow attaches (unlike calls).
+    # The callees in `children` are admitted before these effects apply, so an entry of the same
+    # commit can cancel or attach to one.
     # Completions written for running invocations produce WAKE_DELIVER, for suspended ones
     # status running + WAKE_RUN, for backing-off ones nothing (their retry replays them).
     # In `complete`, entries that would start waiting (SLEEP, CALL, AWAKEABLE, GET_PROMISE) have no
@@ -322,10 +334,14 @@ class Store:
         failure_code: int,
         failure_message: Optional[str],
         children: Optional[list[tuple[Invocation, int]]] = None,
+        *,
+        retention_ms: Optional[int] = None,
     ) -> tuple[int, Optional[Invocation]]:
         """One commit: the remaining entries (journal rows only if already persisted; effects
-        always), the completed record with output or failure, the caller's completion if it
-        has a caller, and for KIND_EXCLUSIVE/KIND_WORKFLOW the hand-over of the key: the next
+        always), the completed record with output or failure (kept for `retention_ms` after
+        completion, see `purge_completed`; None: the default retention), the caller's completion
+        if it has a caller, the completions of the ATTACH_INVOCATION entries waiting for it, and
+        for KIND_EXCLUSIVE/KIND_WORKFLOW the hand-over of the key: the next
         inboxed invocation (if any) leaves the inbox, becomes running, and is returned.
         Returns (seq, next). Completing an invocation that is still inboxed or scheduled
         takes it out of its inbox or timer and hands nothing over. Its pending sleep timers are
@@ -413,12 +429,14 @@ class Store:
         StorageError if RocksDB fails."""
     def next_timer_ms(self) -> Optional[int]: ...
 
-    def purge_completed(self, completed_before_ms: int, limit: int) -> int:
-        """Delete up to `limit` completed invocations (record, journal, completions and
-        idempotency row) completed before the given time; for a workflow run also the
-        workflow key's state and promises, unless a newer run holds the key (its idempotency
-        row names another invocation, or an invocation owns or waits for the key). Returns how
-        many were deleted. Holds the store lock only to queue each small batch of deletes."""
+    def purge_completed(self, now_ms: int, default_retention_ms: int, limit: int) -> int:
+        """Delete up to `limit` completed invocations whose retention has run out at `now_ms`
+        (completed_ms + retention <= now_ms; the retention given to `complete`, else
+        `default_retention_ms`, as for those killed or cancelled inside the store): record, journal, completions and idempotency row; for a
+        workflow run also the workflow key's state and promises, unless a newer run holds the
+        key (its idempotency row names another invocation, or an invocation owns or waits for
+        the key). Returns how many were deleted. Holds the store lock only to queue each small
+        batch of deletes."""
 
 def failpoints_enabled() -> bool:
     """Whether this build has failpoints (cargo feature `failpoints`; the dev/test build does)."""

@@ -31,6 +31,7 @@ from runtime.backend import KINDS, WRITERS, Attempt, Killed, Refused
 from runtime.commits import Commits
 from runtime.ids import new_invocation_id, now_ms
 from runtime.results import Result, Results
+from runtime.retention import Retention
 from runtime.retry import RetryPolicy
 from runtime.state_cache import StateCache
 from runtime.state_values import kept_after
@@ -65,6 +66,8 @@ class Invoker:
         self._policies: dict[tuple[str, str], RetryPolicy] = {}
         self._on_storage_failure = on_storage_failure
         self._limit_cache: dict[tuple[str, str], Limits] = {}
+        # How long each completed invocation is kept (its service's/handler's retention options).
+        self.retention = Retention(app)
         self.failed: Optional[BaseException] = None
 
     # ---- entry points -------------------------------------------------------------------
@@ -263,7 +266,8 @@ class Invoker:
         if self.live.get(inv.id) is attempt and attempt is not None:
             del self.live[inv.id]
         try:
-            seq, nxt = self.store.complete(inv, entries or [], output, code, message, built)
+            seq, nxt = self.store.complete(inv, entries or [], output, code, message, built,
+                                           retention_ms=self.retention.ms(inv))
         except _core.NotRunningError as exc:
             # Killed (or otherwise finished) in the store while the handler returned: the
             # kill's result is what its waiters get (WAKE_KILL), not this one.

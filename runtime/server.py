@@ -146,17 +146,20 @@ def _announce(sockets: list[socket.socket]) -> None:
 
 
 async def _purge_loop(invoker: Invoker, retention_s: float) -> None:
-    """Delete completed invocations once they are older than the retention period; a
-    purged workflow run takes its key's state and promises with it."""
+    """Delete completed invocations once their retention has run out (their service's or
+    handler's retention option, else the server's `retention_s`); a purged workflow run
+    takes its key's state and promises with it."""
     store = invoker.store
     app = invoker.app
     workflows = {name for name in app.services if app.service_type(name) == "workflow"}
+    # Often enough for the shortest retention in effect (runtime/retention.py).
+    period = min(PURGE_INTERVAL_S, max(0.1, invoker.retention.shortest_s(retention_s) / 10))
+    default_ms = int(retention_s * 1000)
     while True:
-        await anyio.sleep(min(PURGE_INTERVAL_S, max(0.1, retention_s / 10)))
-        cutoff = now_ms() - int(retention_s * 1000)
+        await anyio.sleep(period)
         purged = 0
         while True:
-            n = await asyncio.to_thread(store.purge_completed, cutoff, 10_000)
+            n = await asyncio.to_thread(store.purge_completed, now_ms(), default_ms, 10_000)
             purged += n
             if n < 10_000:
                 break

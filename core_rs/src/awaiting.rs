@@ -7,6 +7,10 @@
 //! describes the queued prefix of the log; recovery rebuilds it from the
 //! journal ("jn") and completion ("jc") rows of unfinished invocations.
 //!
+//! An ATTACH_INVOCATION entry waits for another invocation's result: the
+//! registry indexes such waiters by their target too, so that the target's
+//! finishing commit completes them (as a callee completes its caller's CALL).
+//!
 //! An awakeable can be resolved before its entry is journaled (its id was
 //! handed out by a handler whose AWAKEABLE entry is still in memory): such an
 //! *early* completion is kept (a completion row beyond the journal, and here)
@@ -49,6 +53,9 @@ pub enum Wait {
     Timer(u64),
     /// CALL: the callee's result (cancel and kill follow this edge).
     Callee(String),
+    /// ATTACH_INVOCATION: the result of this (unfinished) invocation. Cancel and
+    /// kill do not follow it: attaching does not own the target.
+    Attach(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +87,9 @@ pub struct Live {
 #[derive(Default, Debug)]
 pub struct Registry {
     live: HashMap<String, Live>,
+    /// Pending ATTACH_INVOCATION entries by target: target id -> (attacher id, entry index).
+    /// Kept in step with the attachers' `pending` entries.
+    attached: HashMap<String, Vec<(String, u32)>>,
     /// How many invocations hold early completions: journaling checks for them
     /// only when some exist.
     with_early: usize,
@@ -98,7 +108,30 @@ impl Registry {
         if !l.early.is_empty() {
             self.with_early -= 1;
         }
+        for (index, p) in &l.pending {
+            self.unlink_attach(id, *index, p);
+        }
         Some(l)
+    }
+
+    /// Drop the reverse index row of a pending entry that no longer waits.
+    fn unlink_attach(&mut self, id: &str, index: u32, p: &Pending) {
+        let Wait::Attach(target) = &p.wait else { return };
+        if let Some(waiters) = self.attached.get_mut(target) {
+            waiters.retain(|(w, i)| !(w == id && *i == index));
+            if waiters.is_empty() {
+                self.attached.remove(target);
+            }
+        }
+    }
+
+    /// The pending ATTACH_INVOCATION entries waiting for `target`'s result, taken from
+    /// the index (the entries stay pending until completed).
+    pub fn take_attachers(&mut self, target: &str) -> Vec<(String, u32)> {
+        if self.attached.is_empty() {
+            return Vec::new(); // every finish asks: skip the hashing when nobody attaches
+        }
+        self.attached.remove(target).unwrap_or_default()
     }
 
     /// Keep an early completion for entry `index` of `id`. False if `id` is not
@@ -157,18 +190,25 @@ impl Registry {
 
     /// Entry `index` of `id` now waits. False if `id` is not tracked.
     pub fn await_entry(&mut self, id: &str, index: u32, p: Pending) -> bool {
-        match self.live.get_mut(id) {
-            Some(l) => {
-                l.pending.insert(index, p);
-                true
-            }
-            None => false,
+        let Some(l) = self.live.get_mut(id) else { return false };
+        let target = match &p.wait {
+            Wait::Attach(target) => Some(target.clone()),
+            _ => None,
+        };
+        if let Some(old) = l.pending.insert(index, p) {
+            self.unlink_attach(id, index, &old);
         }
+        if let Some(target) = target {
+            self.attached.entry(target).or_default().push((id.to_string(), index));
+        }
+        true
     }
 
     /// Entry `index` of `id` got its completion: it no longer waits.
     pub fn take(&mut self, id: &str, index: u32) -> Option<Pending> {
-        self.live.get_mut(id)?.pending.remove(&index)
+        let p = self.live.get_mut(id)?.pending.remove(&index)?;
+        self.unlink_attach(id, index, &p);
+        Some(p)
     }
 
     pub fn is_pending(&self, id: &str, index: u32) -> bool {
@@ -251,6 +291,33 @@ mod tests {
         assert_eq!(r.with_early, 1);
         r.remove("a");
         assert_eq!(r.with_early, 0);
+    }
+
+    fn attach(target: &str) -> Pending {
+        Pending { kind: entry::ATTACH_INVOCATION, wait: Wait::Attach(target.into()) }
+    }
+
+    #[test]
+    fn attachers_are_indexed_by_target_while_pending() {
+        let mut r = Registry::default();
+        for id in ["a", "b", "t"] {
+            r.insert(&meta(id));
+        }
+        r.await_entry("a", 1, attach("t"));
+        r.await_entry("a", 2, attach("t"));
+        r.await_entry("b", 0, attach("t"));
+        r.await_entry("b", 3, attach("u"));
+        assert!(r.take("a", 2).is_some(), "completed otherwise: leaves the index");
+        r.remove("b"); // finished: its waits leave the index
+        assert_eq!(r.take_attachers("t"), [("a".to_string(), 1)]);
+        assert!(r.take_attachers("t").is_empty());
+        assert!(r.take_attachers("u").is_empty());
+        assert!(r.is_pending("a", 1), "still pending until completed");
+        assert!(r.call_tree("a").len() == 1, "cancel and kill do not follow attaches");
+        r.await_entry("a", 5, attach("t"));
+        r.await_entry("a", 5, attach("v")); // the same index again replaces its wait
+        assert!(r.take_attachers("t").is_empty());
+        assert_eq!(r.take_attachers("v"), [("a".to_string(), 5)]);
     }
 
     #[test]

@@ -29,11 +29,12 @@ pub const COMPLETE_PROMISE: i32 = EntryKind::CompletePromise as i32;
 pub const CANCEL: i32 = EntryKind::Cancel as i32;
 pub const COMBINATOR: i32 = EntryKind::Combinator as i32;
 pub const CANCEL_INVOCATION: i32 = EntryKind::CancelInvocation as i32;
+pub const ATTACH_INVOCATION: i32 = EntryKind::AttachInvocation as i32;
 
 /// Kinds that stay pending once journaled until a completion row arrives.
 /// (COMPLETE_PROMISE is awaitable too, but completed in the commit that journals it.)
 pub fn waits(kind: i32) -> bool {
-    matches!(kind, SLEEP | CALL | AWAKEABLE | GET_PROMISE)
+    matches!(kind, SLEEP | CALL | AWAKEABLE | GET_PROMISE | ATTACH_INVOCATION)
 }
 
 /// The fire time of a SLEEP entry: its value, 8 bytes big-endian.
@@ -88,6 +89,7 @@ fn has_name(kind: i32) -> bool {
             | PEEK_PROMISE
             | COMPLETE_PROMISE
             | CANCEL_INVOCATION
+            | ATTACH_INVOCATION
     )
 }
 
@@ -166,6 +168,7 @@ mod tests {
             Entry { kind: GET_PROMISE, name: Some("".into()), value: None, code: 0, message: None },
             Entry { kind: COMPLETE_PROMISE, name: Some("p".into()), value: None, code: 500, message: Some("no".into()) },
             Entry { kind: CANCEL_INVOCATION, name: Some("inv_y".into()), value: None, code: 0, message: None },
+            Entry { kind: ATTACH_INVOCATION, name: Some("inv_z".into()), value: None, code: 0, message: None },
         ];
         for e in &cases {
             let mut buf = Vec::new();
@@ -180,7 +183,9 @@ mod tests {
         assert!(check_kind(RUN).is_ok());
         assert!(check_kind(0).is_err());
         assert!(check_kind(CANCEL_INVOCATION).is_ok());
-        assert!(check_kind(18).is_err());
+        assert!(check_kind(ATTACH_INVOCATION).is_ok());
+        assert_eq!(ATTACH_INVOCATION, 18, "on disk: never renumbered");
+        assert!(check_kind(19).is_err());
         assert!(check_kind(99).is_err());
         assert_eq!(sleep_fire_ms(Some(&5u64.to_be_bytes())), Some(5));
         assert_eq!(sleep_fire_ms(Some(b"123")), None);

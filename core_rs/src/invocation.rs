@@ -78,6 +78,8 @@ pub struct Completion<'a> {
     pub failure_code: u32,
     pub failure_message: Option<&'a str>,
     pub completed_ms: u64,
+    /// How long the completed invocation is kept; None: the server's default (purge's).
+    pub retention_ms: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -245,6 +247,11 @@ impl InvocationMeta {
             if let Some(m) = c.failure_message {
                 put_str(15, m, buf);
             }
+            if let Some(r) = c.retention_ms {
+                // A proto3 `optional` field: present even when 0 (purge at once).
+                encode_key(23, WireType::Varint, buf);
+                encode_varint(r, buf);
+            }
         }
         put_varint(16, st.next_retry_ms, buf);
         put_varint(17, st.journal_len as u64, buf);
@@ -285,7 +292,7 @@ mod tests {
         let m = sample();
         assert_eq!(m.input(), b"{\"item\":1}");
         let st = InvState { status: STATUS_COMPLETED, retry_count: 2, journal_len: 5, persisted: true, next_retry_ms: 0, inbox_seq: 0, cancel_requested: true };
-        let done = Completion { output: Some(b""), failure_code: 0, failure_message: None, completed_ms: 99 };
+        let done = Completion { output: Some(b""), failure_code: 0, failure_message: None, completed_ms: 99, retention_ms: Some(0) };
         let mut buf = Vec::new();
         m.encode_record_into(&st, 77, Some(&done), &mut buf);
         let rec = InvocationRecord::decode(buf.as_slice()).unwrap();
@@ -315,8 +322,12 @@ mod tests {
             caller_entry: 0,
             idempotency_key: String::new(),
             cancel_requested: true,
+            retention_ms: Some(0),
         };
         assert_eq!(rec, expected);
+        let mut buf = Vec::new();
+        m.encode_record_into(&st, 77, Some(&Completion { retention_ms: None, ..done }), &mut buf);
+        assert_eq!(InvocationRecord::decode(buf.as_slice()).unwrap().retention_ms, None, "absent: the default");
         let back = InvocationMeta::from_record(rec).unwrap();
         assert_eq!(back.input(), m.input());
         assert_eq!(back.headers, m.headers);

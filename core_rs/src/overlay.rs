@@ -1,6 +1,7 @@
 //! Rows queued for the writer but perhaps not written yet, overlaying RocksDB
 //! for reads that must see every queued commit (idempotency keys, promises,
-//! invocations finished or purged since open).
+//! invocations finished or purged since open). [`Overlay`] keeps rows until it
+//! has grown enough to prune; [`Recent`] drops each as soon as it is durable.
 //!
 //! Each row remembers the sequence number of the commit that wrote it; once
 //! that commit is durable RocksDB has the same row, so the entry may be
@@ -14,7 +15,7 @@
 //! and after: if no prune ran in between, every row queued since its RocksDB
 //! read is still in the overlay.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 const MIN_PRUNE: usize = 1024;
 
@@ -93,9 +94,82 @@ impl<V> Overlay<V> {
     }
 }
 
+/// Rows of commits that are not durable yet, each dropped as soon as its commit
+/// is (in commit order, O(1) amortized per row), unlike [`Overlay`], which keeps
+/// durable rows until the map has doubled. For values that may be large (an
+/// invocation's output) and are needed only until RocksDB has them.
+#[derive(Debug)]
+pub struct Recent<V> {
+    rows: HashMap<Vec<u8>, (V, u64)>,
+    /// Keys in the order of their commits, to drop them as commits become durable.
+    order: VecDeque<(u64, Vec<u8>)>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent { rows: HashMap::new(), order: VecDeque::new() }
+    }
+}
+
+impl<V> Recent<V> {
+    /// The row written by commit `seq` (increasing from one put to the next). Rows
+    /// leave only through `prune`, so a reader that found a row in a critical section
+    /// finds it again later in it.
+    pub fn put(&mut self, key: Vec<u8>, v: V, seq: u64) {
+        self.order.push_back((seq, key.clone()));
+        self.rows.insert(key, (v, seq));
+    }
+
+    /// The row and the commit that wrote it; None once that commit is durable and
+    /// the row dropped (RocksDB has it then).
+    pub fn get_with_seq(&self, key: &[u8]) -> Option<(&V, u64)> {
+        self.rows.get(key).map(|(v, seq)| (v, *seq))
+    }
+
+    /// Drop the rows whose commits are durable (RocksDB has them).
+    pub fn prune(&mut self, durable_seq: u64) {
+        while let Some((seq, _)) = self.order.front() {
+            if *seq > durable_seq {
+                break;
+            }
+            let (seq, key) = self.order.pop_front().expect("front exists");
+            // A key put again later keeps its newer row.
+            if self.rows.get(&key).is_some_and(|(_, s)| *s == seq) {
+                self.rows.remove(&key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_rows_leave_as_their_commits_become_durable() {
+        let mut r = Recent::default();
+        r.put(b"a".to_vec(), 1, 5);
+        r.put(b"b".to_vec(), 2, 6);
+        r.put(b"a".to_vec(), 3, 7); // written again by a later commit
+        assert_eq!(r.get_with_seq(b"a"), Some((&3, 7)));
+        r.prune(6);
+        assert_eq!(r.get_with_seq(b"a"), Some((&3, 7)), "the newer row stays");
+        assert_eq!(r.get_with_seq(b"b"), None);
+        r.put(b"c".to_vec(), 4, 8);
+        r.prune(7);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.get_with_seq(b"c"), Some((&4, 8)));
+        r.prune(100);
+        assert!(r.is_empty() && r.order.is_empty());
+    }
 
     #[test]
     fn prunes_only_durable_rows_when_grown() {

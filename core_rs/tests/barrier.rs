@@ -110,7 +110,7 @@ fn signals_for_finished_or_unknown_invocations_are_answered_from_memory_or_disk(
     assert_eq!(s.complete_awakeable("inv_b", 3, &Outcome::ok(b"v")).unwrap(), (SIGNAL_ALREADY_COMPLETED, 0));
     assert_eq!(s.cancel("inv_nope").unwrap(), (SIGNAL_UNKNOWN, 0));
     // Purged: unknown.
-    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 2);
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 2);
     sync(&s);
     assert_eq!(s.kill("inv_a").unwrap(), (SIGNAL_UNKNOWN, 0));
     // A live one: applied in a new commit.

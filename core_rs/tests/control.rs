@@ -461,7 +461,7 @@ fn purge_deletes_completions_idempotency_and_workflow_state() {
     s.complete(&x, &[], None, 0, None, &[]).unwrap();
     sync(&s);
     assert_eq!(completions(&s, "inv_x").len(), 1);
-    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 2);
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 2);
     assert_eq!(idem(&s, "Svc", "", "h", "abc"), None, "before the purge is written");
     assert_eq!(s.peek_promise("Wf", "w", "p").unwrap().0, None);
     sync(&s);

@@ -209,6 +209,35 @@ fn signals_answer_while_the_writer_is_stuck() {
 }
 
 #[test]
+fn an_attach_to_an_invocation_finished_in_an_unwritten_commit_is_answered_from_memory() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Durability::Sync);
+    let (t, a) = (svc("inv_t"), svc("inv_a"));
+    s.wait_durable(s.progress(&t, &[RUN], &[]).unwrap()).unwrap();
+    s.wait_durable(s.progress(&a, &[RUN], &[]).unwrap()).unwrap();
+    points.set(COMMIT_BEFORE_WRITE, "pause");
+    let (done, _) = s.complete(&t, &[], Some(b"\"r\""), 0, None, &[]).unwrap();
+    assert_eq!(s.get_output("inv_t").unwrap(), None, "the disk does not have it yet");
+    let attach = EntryRef { kind: entry::ATTACH_INVOCATION, name: Some("inv_t"), value: None, code: 0, message: None };
+    let seq = within(5, {
+        let (s, a) = (s.clone(), a.clone());
+        move || s.progress(&a, &[attach], &[]).unwrap()
+    })
+    .expect("no wait for the writer");
+    assert!(seq > done, "after the target's completion in commit order");
+    let w = s.take_wakes();
+    let last = w.last().unwrap();
+    assert_eq!((last.inv.id.as_str(), last.index, last.value.as_deref(), last.seq), ("inv_a", 1, Some(&b"\"r\""[..]), seq));
+    failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
+    s.wait_durable(seq).unwrap();
+    let rows = s.load_completions("inv_a").unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].0, rows[0].1.value.as_deref()), (1, Some(&b"\"r\""[..])));
+    drop(points);
+}
+
+#[test]
 fn purge_leaves_a_workflow_key_to_the_run_admitted_after_it() {
     let points = Points::take();
     let dir = tempfile::tempdir().unwrap();
@@ -223,13 +252,13 @@ fn purge_leaves_a_workflow_key_to_the_run_admitted_after_it() {
     // The purge of run 1 is queued but not written when run 2 of the key is admitted
     // (its lookup already sees the row deleted) and writes the key's state.
     points.set(COMMIT_BEFORE_WRITE, "pause");
-    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 1);
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 1);
     assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), None);
     let r2 = run("inv_r2");
     s.admit(&r2, false).unwrap();
     s.progress(&r2, &[set(b"new")], &[]).unwrap();
     // Run 1's record is still on disk: another purge must not take the key's state with it.
-    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 0);
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 0);
     failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
     s.wait_durable(s.last_seq()).unwrap();
     let state: Vec<_> = s.load_state("Wf", "w").unwrap().iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();

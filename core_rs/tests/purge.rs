@@ -64,7 +64,7 @@ fn a_newer_run_that_holds_the_idempotency_row_keeps_the_key() {
     sync(&s);
     // Purge the first run only (the second completed later): its record goes, the key's
     // state, promises and idempotency row are the second run's.
-    let purged = s.purge_completed(now_ms() + 1, 1).unwrap();
+    let purged = s.purge_completed(now_ms() + 1, 0, 1).unwrap();
     assert_eq!(purged, 1);
     sync(&s);
     assert!(s.get_invocation("inv_r1").unwrap().is_none());
@@ -82,14 +82,14 @@ fn a_key_owned_by_a_live_run_keeps_its_state() {
     let r2 = run("inv_r2", "w", "again");
     s.admit(&r2, false).unwrap();
     s.progress(&r2, &[set(b"new")], &[]).unwrap();
-    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 1);
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 1);
     assert_eq!(holder(&s, "w", ""), None, "run 1's own row is deleted");
     assert_eq!(state(&s, "w"), vec![("s".into(), b"new".to_vec())]);
     assert!(s.peek_promise("Wf", "w", "p").unwrap().0.is_some());
     // Once the key is free, purging the second run deletes them.
     s.complete(&r2, &[], None, 0, None, &[]).unwrap();
     sync(&s);
-    assert_eq!(s.purge_completed(now_ms() + 1, 10).unwrap(), 1);
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 1);
     assert!(state(&s, "w").is_empty());
     assert_eq!(s.peek_promise("Wf", "w", "p").unwrap().0, None);
 }
@@ -105,14 +105,66 @@ fn many_invocations_are_purged_in_batches_and_once() {
     }
     sync(&s);
     let groups = s.groups_written();
-    assert_eq!(s.purge_completed(now_ms() + 1, 250).unwrap(), 250);
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 250).unwrap(), 250);
     // Not written yet or written: either way the same invocations are not counted twice.
-    assert_eq!(s.purge_completed(now_ms() + 1, 1000).unwrap(), 50);
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 1000).unwrap(), 50);
     sync(&s);
     assert!(s.groups_written() > groups, "batches are commits of their own");
-    assert_eq!(s.purge_completed(now_ms() + 1, 1000).unwrap(), 0);
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 1000).unwrap(), 0);
     for i in [0, 149, 299] {
         assert!(s.get_invocation(&format!("inv_{i:03}")).unwrap().is_none());
         assert!(s.load_journal(&format!("inv_{i:03}")).unwrap().is_empty());
     }
+}
+
+#[test]
+fn each_record_is_kept_for_its_own_retention_else_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000;
+    let completed_at;
+    {
+        let s = open(dir.path());
+        let svc = |id: &str, idem: &str| {
+            let links = Links { idempotency_key: idem.into(), ..Default::default() };
+            InvocationMeta::with_links(id.into(), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"{}", vec![], 1, links).unwrap()
+        };
+        let (short, long, default) = (svc("inv_short", "k1"), svc("inv_long", "k2"), svc("inv_default", ""));
+        s.admit(&short, true).unwrap();
+        s.admit(&long, true).unwrap();
+        s.admit(&default, true).unwrap();
+        completed_at = now_ms();
+        s.complete_with_retention(&short, &[], Some(b"1"), 0, None, &[], Some(1000)).unwrap();
+        s.complete_with_retention(&long, &[], Some(b"2"), 0, None, &[], Some(hour)).unwrap();
+        s.complete_with_retention(&default, &[], Some(b"3"), 0, None, &[], None).unwrap();
+        s.close().unwrap();
+    }
+    // The retention is on disk: it survives a restart.
+    let s = open(dir.path());
+    let later = completed_at + 5_000;
+    assert_eq!(s.purge_completed(completed_at + 500, 0, 10).unwrap(), 1, "only the default one (0 here) ran out");
+    sync(&s);
+    assert!(s.get_invocation("inv_default").unwrap().is_none());
+    assert_eq!(s.purge_completed(later, hour, 10).unwrap(), 1, "1 s ran out, not the hour");
+    sync(&s);
+    assert!(s.get_invocation("inv_short").unwrap().is_none());
+    assert_eq!(s.idempotency_lookup("Svc", "", "h", "k1").unwrap(), None, "its idempotency row goes with it");
+    assert_eq!(s.get_output("inv_long").unwrap(), Some((Some(b"2".to_vec()), 0, None)));
+    assert_eq!(s.purge_completed(completed_at + hour + 5_000, u64::MAX, 10).unwrap(), 1);
+    sync(&s);
+    assert!(s.get_invocation("inv_long").unwrap().is_none());
+}
+
+#[test]
+fn a_workflow_run_with_a_short_retention_takes_its_key_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let r1 = run("inv_r1", "w", "");
+    s.admit(&r1, false).unwrap();
+    s.progress(&r1, &[set(b"old"), resolve("p")], &[]).unwrap();
+    s.complete_with_retention(&r1, &[], Some(b"done"), 0, None, &[], Some(0)).unwrap();
+    sync(&s);
+    assert_eq!(s.purge_completed(now_ms(), 3_600_000, 10).unwrap(), 1);
+    assert!(state(&s, "w").is_empty());
+    assert_eq!(s.peek_promise("Wf", "w", "p").unwrap().0, None);
+    assert_eq!(holder(&s, "w", ""), None, "the key can run again");
 }

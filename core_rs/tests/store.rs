@@ -279,13 +279,14 @@ fn purge_deletes_old_completed_records_and_journals() {
     let live = inv("inv_live", "", KIND_SERVICE);
     s.progress(&live, &[run("r", b"1")], &[]).unwrap();
     sync(&s);
-    assert_eq!(s.purge_completed(0, 100).unwrap(), 0); // none completed before t=0
+    assert_eq!(s.purge_completed(0, 0, 100).unwrap(), 0); // none completed before t=0
     let later = now_ms() + 1;
-    assert_eq!(s.purge_completed(later, 2).unwrap(), 2);
+    assert_eq!(s.purge_completed(later, 3_600_000, 100).unwrap(), 0); // kept for an hour
+    assert_eq!(s.purge_completed(later, 0, 2).unwrap(), 2);
     sync(&s);
-    assert_eq!(s.purge_completed(later, 100).unwrap(), 3);
+    assert_eq!(s.purge_completed(later, 0, 100).unwrap(), 3);
     sync(&s);
-    assert_eq!(s.purge_completed(later, 100).unwrap(), 0);
+    assert_eq!(s.purge_completed(later, 0, 100).unwrap(), 0);
     for i in 0..5 {
         assert!(s.get_invocation(&format!("inv_{i}")).unwrap().is_none());
         assert!(s.load_journal(&format!("inv_{i}")).unwrap().is_empty());

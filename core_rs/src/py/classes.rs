@@ -259,7 +259,7 @@ impl Store {
         Ok(self.get()?.resume(&inv.get().inner)?)
     }
 
-    #[pyo3(signature = (inv, entries, output, failure_code, failure_message, children = None))]
+    #[pyo3(signature = (inv, entries, output, failure_code, failure_message, children = None, *, retention_ms = None))]
     #[allow(clippy::too_many_arguments)]
     fn complete(
         &self,
@@ -269,11 +269,14 @@ impl Store {
         failure_code: u32,
         failure_message: Option<&str>,
         children: Option<Vec<(Bound<'_, Invocation>, u64)>>,
+        retention_ms: Option<u64>,
     ) -> PyResult<(u64, Option<Invocation>)> {
         let entries = convert::entries(&entries)?;
         let s = self.get()?;
         let children = self::children(children);
-        let (seq, next) = s.complete(&inv.get().inner, &entries, output, failure_code, failure_message, &children)?;
+        let inv = &inv.get().inner;
+        let (seq, next) =
+            s.complete_with_retention(inv, &entries, output, failure_code, failure_message, &children, retention_ms)?;
         Ok((seq, next.map(Invocation::wrap)))
     }
 
@@ -372,8 +375,8 @@ impl Store {
         Ok(self.get()?.next_timer_ms())
     }
 
-    fn purge_completed(&self, py: Python<'_>, completed_before_ms: u64, limit: usize) -> PyResult<usize> {
+    fn purge_completed(&self, py: Python<'_>, now_ms: u64, default_retention_ms: u64, limit: usize) -> PyResult<usize> {
         let s = self.get()?;
-        Ok(py.detach(|| s.purge_completed(completed_before_ms, limit))?)
+        Ok(py.detach(|| s.purge_completed(now_ms, default_retention_ms, limit))?)
     }
 }

@@ -96,6 +96,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ENTRY_CANCEL", entry::CANCEL)?;
     m.add("ENTRY_COMBINATOR", entry::COMBINATOR)?;
     m.add("ENTRY_CANCEL_INVOCATION", entry::CANCEL_INVOCATION)?;
+    m.add("ENTRY_ATTACH_INVOCATION", entry::ATTACH_INVOCATION)?;
     m.add("KIND_SERVICE", invocation::KIND_SERVICE)?;
     m.add("KIND_EXCLUSIVE", invocation::KIND_EXCLUSIVE)?;
     m.add("KIND_SHARED", invocation::KIND_SHARED)?;

@@ -19,10 +19,14 @@ use crate::proto::PromiseWaiter;
 use crate::tables::completions::{self, Outcome};
 use crate::tables::{idempotency, inbox, invocations, promises, timers};
 
-use super::Inner;
+use super::{AttachReads, Inner};
 
 /// The failure message of a second completion of a workflow promise.
 pub const PROMISE_ALREADY_COMPLETED: &str = "promise already completed";
+/// The failure code of an attach to an unknown invocation (Restate's).
+pub const ATTACH_NOT_FOUND_CODE: u32 = 404;
+/// The failure code of an invocation's attach to itself, which would wait forever.
+pub const ATTACH_SELF_CODE: u32 = 400;
 
 /// One commit being built under the store lock.
 pub(super) struct Tx<'a> {
@@ -180,8 +184,16 @@ impl<'a> Tx<'a> {
     /// The effects of `entries`, journaled by `inv` from index `start`, beyond
     /// the state table (see `progress` in runtime/_core.pyi). With `finishing`
     /// the invocation completes in this commit: nothing new waits and its own
-    /// entries get no completions.
-    pub fn apply_entries(&mut self, inv: &Arc<InvocationMeta>, start: u32, entries: &[EntryRef<'_>], finishing: bool) {
+    /// entries get no completions. `attach_reads`: what RocksDB holds for the
+    /// attach targets that memory cannot answer (`Inner::read_attach_targets`).
+    pub fn apply_entries(
+        &mut self,
+        inv: &Arc<InvocationMeta>,
+        start: u32,
+        entries: &[EntryRef<'_>],
+        finishing: bool,
+        attach_reads: &AttachReads,
+    ) {
         for (i, e) in entries.iter().enumerate() {
             let index = start + i as u32;
             let waits = |kind, wait| Pending { kind, wait };
@@ -224,6 +236,7 @@ impl<'a> Tx<'a> {
                 entry::CANCEL_INVOCATION => {
                     self.cancel(e.name.unwrap_or(""));
                 }
+                entry::ATTACH_INVOCATION if !finishing => self.attach(inv, index, e.name.unwrap_or(""), attach_reads),
                 _ => {}
             }
         }
@@ -252,6 +265,36 @@ impl<'a> Tx<'a> {
         for (index, e) in early {
             let o = Outcome { value: e.value.as_deref(), code: e.code, message: e.message.as_deref() };
             self.complete_entry(&inv.id, index, &o);
+        }
+    }
+
+    /// ATTACH_INVOCATION entry `index` of `inv` waits for `target`'s result: given
+    /// now if the target is done, else by the target's finishing commit.
+    fn attach(&mut self, inv: &Arc<InvocationMeta>, index: u32, target: &str, attach_reads: &AttachReads) {
+        let kind = entry::ATTACH_INVOCATION;
+        if target == inv.id {
+            let message = format!("invocation {target} cannot attach to itself: it would wait for its own result forever");
+            self.deliver(inv, index, kind, &Outcome::failed(ATTACH_SELF_CODE, &message));
+            return;
+        }
+        if self.inner.live.get(target).is_some() {
+            self.inner.live.await_entry(&inv.id, index, Pending { kind, wait: Wait::Attach(target.to_string()) });
+            return;
+        }
+        // Finished: from memory until its completed record is durable, else as read.
+        let done = match self.inner.finished.get_with_seq(target.as_bytes()) {
+            Some((o, _)) => Some(o.clone()),
+            None => attach_reads.get(target).cloned().flatten(),
+        };
+        match done {
+            Some((value, code, message)) => {
+                let o = Outcome { value: value.as_deref(), code, message: message.as_deref() };
+                self.deliver(inv, index, kind, &o);
+            }
+            None => {
+                let message = format!("invocation {target} not found");
+                self.deliver(inv, index, kind, &Outcome::failed(ATTACH_NOT_FOUND_CODE, &message));
+            }
         }
     }
 
@@ -294,10 +337,17 @@ impl<'a> Tx<'a> {
     }
 
     /// Complete `inv` in this commit with outcome `o`: out of its inbox or timer,
-    /// untracked (its sleep timers deleted), the completed record, its caller's
-    /// completion, and the hand-over of its key: the next owner (written running)
+    /// untracked (its sleep timers deleted), the completed record (kept for
+    /// `retention_ms`, None: the default), its caller's completion, its attachers'
+    /// completions, and the hand-over of its key: the next owner (written running)
     /// is returned.
-    pub fn finish(&mut self, inv: &Arc<InvocationMeta>, journal_len: u32, o: &Outcome<'_>) -> Option<Arc<InvocationMeta>> {
+    pub fn finish(
+        &mut self,
+        inv: &Arc<InvocationMeta>,
+        journal_len: u32,
+        o: &Outcome<'_>,
+        retention_ms: Option<u64>,
+    ) -> Option<Arc<InvocationMeta>> {
         let st = inv.state();
         match st.status {
             STATUS_BACKING_OFF => self.cancel_retry_timer(inv, &st),
@@ -311,10 +361,10 @@ impl<'a> Tx<'a> {
             }
             _ => {}
         }
-        // Signals for it are answered from here until its record is durable.
+        // Signals and attaches for it are answered from here until its record is durable.
         let seq = self.next_seq();
-        self.inner.finished.maybe_prune(self.writer.durable_seq());
-        self.inner.finished.put(inv.id.as_bytes().to_vec(), (), seq);
+        let result = (o.value.map(<[u8]>::to_vec), o.code, o.message.map(str::to_string));
+        self.inner.finished.put(inv.id.as_bytes().to_vec(), result, seq);
         if st.persisted {
             if let Some(live) = self.inner.live.remove(&inv.id) {
                 for (index, p) in live.pending {
@@ -334,11 +384,20 @@ impl<'a> Tx<'a> {
             journal_len,
             ..st
         };
-        let completion = Completion { output: o.value, failure_code: o.code, failure_message: o.message, completed_ms: self.now };
+        let completion = Completion {
+            output: o.value,
+            failure_code: o.code,
+            failure_message: o.message,
+            completed_ms: self.now,
+            retention_ms,
+        };
         invocations::put(&mut self.c, inv, &done, self.now, Some(&completion));
         inv.update(|s| *s = done);
         if !inv.caller_id.is_empty() {
             self.complete_entry(&inv.caller_id, inv.caller_entry, o);
+        }
+        for (attacher, index) in self.inner.live.take_attachers(&inv.id) {
+            self.complete_entry(&attacher, index, o);
         }
         let next = self.inner.admission.release(inv)?;
         let ns = next.state();

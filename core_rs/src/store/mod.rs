@@ -16,6 +16,11 @@
 //! they depend on, so that the caller can wait for it before anything leaves
 //! the process on their account.
 //!
+//! An ATTACH_INVOCATION entry waits for another invocation's result: completed
+//! in the commit that journals it if that invocation is done (from memory while
+//! its completed record is not durable, else from RocksDB), otherwise by the
+//! target's finishing commit, like a CALL by its callee.
+//!
 //! Only a running attempt writes: `progress`, `suspend` and `backoff` refuse an
 //! invocation that is not running ([`Error::NotRunning`]), so a stale attempt
 //! (killed, suspended, or resumed elsewhere) cannot journal anything.
@@ -32,6 +37,7 @@ mod signals;
 
 pub use signals::{SignalResult, SIGNAL_ALREADY_COMPLETED, SIGNAL_APPLIED, SIGNAL_UNKNOWN};
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -48,8 +54,8 @@ use crate::invocation::{
     now_ms, status_name, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_RUNNING, STATUS_SUSPENDED,
 };
 use crate::keys::{self, RETRY_TIMER_ENTRY};
-use crate::overlay::Overlay;
-use crate::proto::PromiseRecord;
+use crate::overlay::{Overlay, Recent};
+use crate::proto::{InvocationRecord, PromiseRecord};
 use crate::tables::completions::Outcome;
 use crate::tables::state::StateRows;
 use crate::tables::{completions, idempotency, invocations, journal, promises, state, timers};
@@ -81,9 +87,10 @@ struct Inner {
     promises: Overlay<PromiseRecord>,
     /// Idempotency rows queued since open (None: deleted by purge).
     idempotency: Overlay<Option<String>>,
-    /// Invocations finished since open (key: id), until their completed record is
-    /// durable: signals answer for them without reading or waiting.
-    finished: Overlay<()>,
+    /// Invocations finished since open (key: id) with their result, until their
+    /// completed record is durable: signals and attaches answer for them without
+    /// reading or waiting, and hold no result longer than that.
+    finished: Recent<Output>,
     /// Invocations deleted by purge since open (key: id), until the delete is durable.
     purged: Overlay<()>,
     recovered: bool,
@@ -96,6 +103,7 @@ fn check_entries(entries: &[EntryRef<'_>]) -> Result<()> {
             entry::SLEEP => entry::sleep_fire_ms(e.value).is_none(),
             entry::CALL => e.value.is_none_or(|v| std::str::from_utf8(v).is_err()),
             entry::CANCEL_INVOCATION => e.name.is_none(),
+            entry::ATTACH_INVOCATION => e.name.is_none_or(str::is_empty),
             _ => false,
         };
         if bad {
@@ -157,6 +165,16 @@ fn commit_for(inv: &InvocationMeta, entries: &[EntryRef<'_>], extra: usize) -> C
     Commit::with_capacity(bytes + extra, 2 * entries.len() + 4)
 }
 
+/// The results of attach targets that are neither live nor finished in memory, read
+/// from RocksDB before a commit is built (None: no such invocation).
+pub(super) type AttachReads = HashMap<String, Option<Output>>;
+
+/// A completed record's result.
+fn output_of(r: InvocationRecord) -> Output {
+    let message = (r.failure_code != 0 || !r.failure_message.is_empty()).then_some(r.failure_message);
+    (r.output, r.failure_code, message)
+}
+
 fn outcome_of(r: &PromiseRecord) -> Option<Output> {
     r.completed.then(|| {
         let message = (r.failure_code != 0 || !r.failure_message.is_empty()).then(|| r.failure_message.clone());
@@ -176,6 +194,39 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// Read the completed records of the attach targets among `entries` that the
+    /// commit cannot answer from memory (not `inv` itself, not live, not finished
+    /// since the last durable commit, not a callee admitted with them).
+    fn read_attach_targets(&self, db: &Db, inv: &InvocationMeta, entries: &[EntryRef<'_>], children: &[Child]) -> Result<AttachReads> {
+        let mut reads = AttachReads::new();
+        for e in entries.iter().filter(|e| e.kind == entry::ATTACH_INVOCATION) {
+            let target = e.name.unwrap_or("");
+            let in_memory = target == inv.id
+                || self.live.get(target).is_some()
+                || self.finished.get_with_seq(target.as_bytes()).is_some()
+                || children.iter().any(|(c, _)| c.id == target);
+            if in_memory || reads.contains_key(target) {
+                continue;
+            }
+            // A queued purge deletes it: gone, as the reads after that commit see it.
+            let found = if self.purged.get(target.as_bytes()).is_some() {
+                None
+            } else {
+                match invocations::get(db, target)? {
+                    None => None,
+                    Some(r) if r.status == STATUS_COMPLETED => Some(output_of(r)),
+                    Some(_) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "invocation {target} is unfinished on disk but not tracked: call recover() after open"
+                        )))
+                    }
+                }
+            };
+            reads.insert(target.to_string(), found);
+        }
+        Ok(reads)
     }
 }
 
@@ -265,9 +316,12 @@ impl Store {
         let st = inv.state();
         check_running(inv, &st)?;
         let signals = has_signals(entries);
+        let mut attach_reads = AttachReads::new();
         if signals {
             inner.promises.maybe_prune(self.writer.durable_seq());
             inner.prefetch_promises(&self.db, inv, entries)?;
+            inner.finished.prune(self.writer.durable_seq());
+            attach_reads = inner.read_attach_targets(&self.db, inv, entries, children)?;
         }
         let extra = if st.persisted { 0 } else { inv.input().len() + 128 };
         let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, entries, extra), now_ms());
@@ -286,13 +340,14 @@ impl Store {
             state::apply(&mut tx.c, &inv.service, &inv.key, entries);
         }
         let early = tx.take_early(inv, st.journal_len, entries);
-        if signals {
-            tx.apply_entries(inv, st.journal_len, entries, false);
-        }
-        tx.deliver_early(inv, early);
+        // Callees first: an entry of the same commit may act on one (attach to it, cancel it).
         for (child, fire_ms) in children {
             tx.admit_child(child, *fire_ms);
         }
+        if signals {
+            tx.apply_entries(inv, st.journal_len, entries, false, &attach_reads);
+        }
+        tx.deliver_early(inv, early);
         tx.push()
     }
 
@@ -321,7 +376,8 @@ impl Store {
     }
 
     /// Finish `inv` in one commit; for an exclusive handler, hand its key to
-    /// the next inboxed invocation, which is returned (now running).
+    /// the next inboxed invocation, which is returned (now running). Its record is
+    /// kept for the server's default retention (see `complete_with_retention`).
     pub fn complete(
         &self,
         inv: &Arc<InvocationMeta>,
@@ -331,12 +387,29 @@ impl Store {
         failure_message: Option<&str>,
         children: &[Child],
     ) -> Result<(u64, Option<Arc<InvocationMeta>>)> {
+        self.complete_with_retention(inv, entries, output, failure_code, failure_message, children, None)
+    }
+
+    /// `complete`, with the completed record kept for `retention_ms` after its
+    /// completion (None: the default retention that `purge_completed` is given).
+    #[allow(clippy::too_many_arguments)]
+    pub fn complete_with_retention(
+        &self,
+        inv: &Arc<InvocationMeta>,
+        entries: &[EntryRef<'_>],
+        output: Option<&[u8]>,
+        failure_code: u32,
+        failure_message: Option<&str>,
+        children: &[Child],
+        retention_ms: Option<u64>,
+    ) -> Result<(u64, Option<Arc<InvocationMeta>>)> {
         check_entries(entries)?;
         check_children(children)?;
         let now = now_ms();
         let mut inner = self.inner.lock();
         let st = inv.state();
         check_completable(inv, &st)?;
+        inner.finished.prune(self.writer.durable_seq());
         let signals = has_signals(entries);
         if signals {
             inner.promises.maybe_prune(self.writer.durable_seq());
@@ -355,14 +428,14 @@ impl Store {
         // Early completions at these indices are settled (rows of non-awakeables
         // deleted); the invocation finishes, so none is delivered.
         tx.take_early(inv, st.journal_len, entries);
-        if signals {
-            tx.apply_entries(inv, st.journal_len, entries, true);
-        }
         for (child, fire_ms) in children {
             tx.admit_child(child, *fire_ms);
         }
+        if signals {
+            tx.apply_entries(inv, st.journal_len, entries, true, &AttachReads::new());
+        }
         let o = Outcome { value: output, code: failure_code, message: failure_message };
-        let next = tx.finish(inv, journal_len, &o);
+        let next = tx.finish(inv, journal_len, &o, retention_ms);
         Ok((tx.push()?, next))
     }
 
@@ -426,10 +499,7 @@ impl Store {
     }
 
     pub fn get_output(&self, inv_id: &str) -> Result<Option<Output>> {
-        Ok(invocations::get(&self.db, inv_id)?.filter(|r| r.status == STATUS_COMPLETED).map(|r| {
-            let message = (r.failure_code != 0 || !r.failure_message.is_empty()).then_some(r.failure_message);
-            (r.output, r.failure_code, message)
-        }))
+        Ok(invocations::get(&self.db, inv_id)?.filter(|r| r.status == STATUS_COMPLETED).map(output_of))
     }
 
     pub fn next_timer_ms(&self) -> Option<u64> {

@@ -1,6 +1,8 @@
-//! Purge: deleting invocations completed before a retention horizon (record,
+//! Purge: deleting completed invocations whose retention has run out (record,
 //! journal, completions, idempotency row; for a workflow run also its key's
-//! state and promises).
+//! state and promises). Each record carries its own retention if its service or
+//! handler set one (journal, idempotency or workflow retention, chosen by the
+//! runtime at completion); the others get the server's default.
 //!
 //! Purge runs beside the traffic, so it must not hold the store lock across
 //! the thousands of RocksDB reads a large purge makes. It scans for candidates
@@ -45,15 +47,16 @@ fn generations(inner: &Inner) -> (u64, u64) {
 }
 
 impl Store {
-    /// Delete up to `limit` invocations completed before `completed_before_ms`.
-    /// Returns how many.
-    pub fn purge_completed(&self, completed_before_ms: u64, limit: usize) -> Result<usize> {
+    /// Delete up to `limit` completed invocations whose retention has run out at
+    /// `now_ms`: `completed_ms + retention <= now_ms`, the retention being the
+    /// record's own, else `default_retention_ms`. Returns how many.
+    pub fn purge_completed(&self, now_ms: u64, default_retention_ms: u64, limit: usize) -> Result<usize> {
         if limit == 0 {
             return Ok(0);
         }
         let mut old: Vec<InvocationRecord> = Vec::new();
         invocations::scan_peek(&self.db, |peek, raw| {
-            if peek.status == STATUS_COMPLETED && peek.completed_ms < completed_before_ms {
+            if peek.status == STATUS_COMPLETED && peek.expired(now_ms, default_retention_ms) {
                 let mut rec = InvocationRecord::decode(raw)?;
                 rec.input.clear();
                 rec.output = None;

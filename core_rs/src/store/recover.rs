@@ -74,6 +74,9 @@ impl Store {
                         Wait::Timer(fire_ms)
                     }
                     entry::CALL => Wait::Callee(String::from_utf8_lossy(e.value.as_deref().unwrap_or_default()).into_owned()),
+                    // Its target is unfinished (a finished one completed it in the same
+                    // commit as its own completion), so it is among `unfinished` too.
+                    entry::ATTACH_INVOCATION => Wait::Attach(e.name.clone().unwrap_or_default()),
                     _ => Wait::Other,
                 };
                 inner.live.await_entry(&m.id, index, Pending { kind: e.kind, wait });

@@ -8,9 +8,11 @@
 //! from one RocksDB point read. Each answer carries the commit whose
 //! durability makes it true, for the caller to wait for before replying.
 
+use std::collections::HashSet;
+
 use parking_lot::MutexGuard;
 
-use crate::awaiting::{Early, WAKE_CANCEL, WAKE_DONE, WAKE_KILL, WAKE_RUN};
+use crate::awaiting::{Early, WAKE_CANCEL, WAKE_DELIVER, WAKE_DONE, WAKE_KILL, WAKE_RUN};
 use crate::entry;
 use crate::error::{Error, Result};
 use crate::invocation::{
@@ -52,7 +54,7 @@ impl Tx<'_> {
                 STATUS_INBOXED | STATUS_SCHEDULED => {
                     let o = Outcome::failed(ABORTED_CODE, CANCELLED);
                     self.wake(WAKE_DONE, m, 0, &o);
-                    self.finish(m, st.journal_len, &o);
+                    self.finish(m, st.journal_len, &o, None);
                 }
                 STATUS_RUNNING => {
                     self.set_state(m, InvState { cancel_requested: true, ..st });
@@ -75,14 +77,24 @@ impl Tx<'_> {
     pub fn kill(&mut self, inv_id: &str) -> bool {
         let tree = self.inner.live.call_tree(inv_id);
         let o = Outcome::failed(ABORTED_CODE, KILLED);
+        let wakes_from = self.inner.wakes.len();
         for m in &tree {
             let st = m.state();
             let what = if st.status == STATUS_RUNNING { WAKE_KILL } else { WAKE_DONE };
             self.wake(what, m, 0, &o);
-            let next = self.finish(m, st.journal_len, &o);
+            let next = self.finish(m, st.journal_len, &o, None);
             if let Some(n) = next {
                 self.wake(WAKE_RUN, &n, 0, &Outcome::default());
             }
+        }
+        if tree.len() > 1 {
+            // One of them may have completed another's entry (an attach) or handed it a
+            // key before that one was killed too: nothing may run or deliver to it now.
+            let killed: HashSet<&str> = tree.iter().map(|m| m.id.as_str()).collect();
+            let tail = self.inner.wakes.split_off(wakes_from);
+            self.inner.wakes.extend(
+                tail.into_iter().filter(|w| !(matches!(w.what, WAKE_RUN | WAKE_DELIVER) && killed.contains(w.inv.id.as_str()))),
+            );
         }
         !tree.is_empty()
     }
@@ -130,10 +142,11 @@ impl Store {
     /// for it, decided without waiting for the writer.
     fn lock_live(&self, inv_id: &str) -> Result<Result<MutexGuard<'_, Inner>, SignalResult>> {
         for _ in 0..2 {
-            let inner = self.inner.lock();
+            let mut inner = self.inner.lock();
             if inner.live.get(inv_id).is_some() {
                 return Ok(Ok(inner));
             }
+            inner.finished.prune(self.writer.durable_seq());
             if let Some((_, seq)) = inner.finished.get_with_seq(inv_id.as_bytes()) {
                 return Ok(Err((SIGNAL_ALREADY_COMPLETED, seq)));
             }

@@ -42,6 +42,16 @@ pub fn scan(db: &Db, mut f: impl FnMut(InvocationRecord) -> Result<bool>) -> Res
 pub struct Peek {
     pub status: i32,
     pub completed_ms: u64,
+    /// Its own retention once completed (None: the server's default).
+    pub retention_ms: Option<u64>,
+}
+
+impl Peek {
+    /// Whether a completed invocation's retention has run out at `now_ms`.
+    pub fn expired(&self, now_ms: u64, default_retention_ms: u64) -> bool {
+        let keep = self.retention_ms.unwrap_or(default_retention_ms);
+        self.completed_ms.saturating_add(keep) <= now_ms
+    }
 }
 
 pub fn peek(mut buf: &[u8]) -> Result<Peek> {
@@ -54,6 +64,7 @@ pub fn peek(mut buf: &[u8]) -> Result<Peek> {
                 match tag {
                     8 => p.status = v as i32,
                     12 => p.completed_ms = v,
+                    23 => p.retention_ms = Some(v),
                     _ => {}
                 }
                 0
@@ -91,12 +102,25 @@ mod tests {
     fn peek_agrees_with_a_full_decode() {
         let m = InvocationMeta::new("i".into(), "S".into(), "h".into(), "k".into(), KIND_EXCLUSIVE, &[7; 1000], vec![("a".into(), "b".into())], 5).unwrap();
         let st = InvState { status: STATUS_COMPLETED, journal_len: 3, persisted: true, ..Default::default() };
-        let done = Completion { output: Some(&[1; 300]), failure_code: 2, failure_message: Some("m"), completed_ms: 1 << 40 };
+        let done = Completion {
+            output: Some(&[1; 300]),
+            failure_code: 2,
+            failure_message: Some("m"),
+            completed_ms: 1 << 40,
+            retention_ms: Some(1000),
+        };
         let mut buf = Vec::new();
         m.encode_record_into(&st, 9, Some(&done), &mut buf);
         let rec = InvocationRecord::decode(buf.as_slice()).unwrap();
-        assert_eq!(peek(&buf).unwrap(), Peek { status: rec.status, completed_ms: rec.completed_ms });
-        assert_eq!(peek(&rec.encode_to_vec()).unwrap(), Peek { status: STATUS_COMPLETED, completed_ms: 1 << 40 });
+        let expected = Peek { status: rec.status, completed_ms: rec.completed_ms, retention_ms: Some(1000) };
+        assert_eq!(peek(&buf).unwrap(), expected);
+        assert_eq!(peek(&rec.encode_to_vec()).unwrap(), Peek { status: STATUS_COMPLETED, completed_ms: 1 << 40, retention_ms: Some(1000) });
+        assert!(!expected.expired((1 << 40) + 999, 0));
+        assert!(expected.expired((1 << 40) + 1000, u64::MAX), "its own retention, not the default");
+        let default = Peek { retention_ms: None, ..expected };
+        assert!(!default.expired((1 << 40) + 1000, 5000));
+        assert!(default.expired((1 << 40) + 5000, 5000));
+        assert!(!default.expired(u64::MAX - 1, u64::MAX), "no overflow");
         assert!(peek(&buf[..buf.len() - 1]).is_err());
         assert!(peek(&buf[..20]).is_err());
     }
