@@ -87,6 +87,9 @@ class Admin:
     async def _signal(self, inv_id: str, action: str, send: Send) -> None:
         store = self.invoker.store
         answer, seq = store.cancel(inv_id) if action == "cancel" else store.kill(inv_id)
+        if answer == _core.SIGNAL_UNKNOWN and self.invoker.persist_live(inv_id):
+            # Running in memory without a durable point yet: now persisted, signal again.
+            answer, seq = store.cancel(inv_id) if action == "cancel" else store.kill(inv_id)
         if answer == _core.SIGNAL_UNKNOWN:
             raise HttpError(404, f"invocation {inv_id} not found")
         if answer == _core.SIGNAL_ALREADY_COMPLETED:

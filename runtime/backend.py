@@ -105,9 +105,12 @@ class Attempt:
         invoker = self.invoker
         inv = self.inv
         children = machine.take_children()
+        entries = machine.take_pending()
+        for entry in entries:
+            if entry[0] == _core.ENTRY_ATTACH_INVOCATION and entry[1]:
+                invoker.persist_live(entry[1])  # a target not yet persisted is unknown to the store
         try:
-            seq = invoker.store.progress(inv, machine.take_pending(),
-                                         self.build_children(children) if children else None)
+            seq = invoker.store.progress(inv, entries, self.build_children(children) if children else None)
         except _core.NotRunningError as exc:
             log.warning("invocation %s: the store refused its progress: %s", inv.id, exc)
             self.close(Refused)

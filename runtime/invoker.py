@@ -134,6 +134,20 @@ class Invoker:
 
     # ---- signals from outside -------------------------------------------------------------
 
+    def persist_live(self, inv_id: str) -> bool:
+        """Make an invocation running in memory known to the store (its record written)
+        if it has not reached a durable point yet: cancel, kill and attach address it by
+        id, and the store knows persisted invocations only. True if it is now known."""
+        attempt = self.live.get(inv_id)
+        if attempt is None:
+            return False
+        if not attempt.inv.persisted:
+            try:
+                self.store.progress(attempt.inv, [])
+            except _core.NotRunningError:
+                return False
+        return True
+
     async def signal(self, seq: int) -> None:
         """After a write made outside any invocation (cancel, kill, awakeable): act on its
         wakes and return once it is durable."""

@@ -103,6 +103,24 @@ async def gated_step(ctx: Context, tag: str) -> str:
     return "done"
 
 
+@closing.handler()
+async def unpersisted(ctx: Context, tag: str) -> str:
+    """Waits at a gate before its first durable point: the store does not know it yet."""
+    effect(f"{tag}.id", ctx.request().id)
+    while not (EFFECTS / f"{tag}.gate").exists():
+        await asyncio.sleep(0.02)
+    await ctx.run("after gate", lambda: "x")
+    return "finished"
+
+
+@closing.handler()
+async def attach(ctx: Context, invocation_id: str) -> str:
+    fut = ctx.attach_invocation(invocation_id)
+    # A probe: the await below journals the attach before it yields to the loop.
+    effect("attaching", invocation_id)
+    return str(await fut)
+
+
 # ---- awakeables resolved while the step that publishes them runs -------------------------
 
 webhook = Service("Webhook")

@@ -60,3 +60,26 @@ def test_a_kill_during_a_step_journals_nothing_more(make_server, effects_dir) ->
     assert [e.name for e in control if e.kind == 6] == ["slow", "after"], "the reader sees steps"
     assert (effects_dir / "k.log").read_text().splitlines() == ["started", "finished"]
     assert "Traceback" not in server.log()
+
+
+def test_cancel_and_attach_reach_an_invocation_without_a_durable_point(make_server, effects_dir) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = make_server(target=CORRECT_APP).start()
+    with ThreadPoolExecutor(3) as pool:
+        cancelled = pool.submit(server.post, "/Closing/unpersisted", "c", timeout=30)
+        (c_id,) = wait_for_lines(effects_dir / "c.id", 1)
+        assert server.admin("PATCH", f"/invocations/{c_id}/cancel").status_code == 202
+        (effects_dir / "c.gate").touch()
+        resp = cancelled.result(timeout=30)
+        assert resp.status_code == 409 and resp.json()["message"] == "cancelled"
+
+        running = pool.submit(server.post, "/Closing/unpersisted", "a", timeout=30)
+        (a_id,) = wait_for_lines(effects_dir / "a.id", 1)
+        attached = pool.submit(server.post, "/Closing/attach", a_id, timeout=30)
+        assert wait_for_lines(effects_dir / "attaching", 1)[:1] == [a_id]
+        (effects_dir / "a.gate").touch()
+        assert running.result(timeout=30).json() == "finished"
+        resp = attached.result(timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert resp.json() == "finished"
