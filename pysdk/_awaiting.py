@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, cast
 
 import pydantic_core
 
-from ._entries import CANCEL, COMBINATOR, Completion, Entry, describe
+from ._entries import CANCEL, COMBINATOR, RUN, Completion, Entry, describe
 from ._errors import NonDeterminismError, TerminalError
 
 if TYPE_CHECKING:
@@ -114,6 +114,17 @@ class Awaiting:
         self.journal_index = i + 1
         self._pending.append(entry)
         return i, entry
+
+    def next_recorded(self) -> Optional[Entry]:
+        """The recorded entry the next operation will consume, or None when live."""
+        i = self.journal_index
+        return self._replay[i] if i < self._replay_len else None
+
+    def journal_failure(self, name: str, code: int, message: str) -> None:
+        """Journal a failed RUN entry `name` live (a refused call: see `_commands`)."""
+        self._check_open()
+        self.journal_index += 1
+        self._pending.append((RUN, name, None, code, message))
 
     def add_child(self, child: "Child") -> None:
         self._check_open()

@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
-from ._entries import ATTACH_INVOCATION, AWAKEABLE, CALL, COMPLETE_AWAKEABLE, SEND, SLEEP, Entry
+from ._entries import ATTACH_INVOCATION, AWAKEABLE, CALL, COMPLETE_AWAKEABLE, RUN, SEND, SLEEP, Entry
 from ._errors import TerminalError
 from ._futures import RestateDurableCallFuture, RestateDurableFuture, RestateDurableSleepFuture, SendHandle
 from ._ids import awakeable_id, child_invocation_id, parse_awakeable_id
@@ -28,6 +28,10 @@ _time = time.time
 HANDLER_ATTR = "__stead_handler__"
 
 _CALLS = {"service": "service_call", "object": "object_call", "workflow": "workflow_call"}
+
+# A call or send refused by the target check (404, 400, 409) is journaled as a failed
+# RUN entry with this prefix before its target label.
+REFUSED = "refused call "
 
 
 def handler_spec(tpe: Any, service_type: str, method: str) -> "HandlerSpec":
@@ -99,7 +103,18 @@ def _invoke(
                      idempotency_key or "", fire_ms, is_send))
         return (kind, target, callee.encode(), 0, None)
 
-    index, entry = m.command(kind, target, build)
+    refusal = REFUSED + target
+    recorded = m.next_recorded()
+    if recorded is not None and recorded[0] == RUN and recorded[1] == refusal:
+        m.journal_index += 1  # refused when first run: refused again, identically
+        raise TerminalError(recorded[4] or "", recorded[3])
+    try:
+        index, entry = m.command(kind, target, build)
+    except TerminalError as exc:
+        # Journal the refusal (as a failed step named after the call), so that a replay
+        # meets it at this index rather than the entry that followed.
+        m.journal_failure(refusal, exc.status_code, exc.message)
+        raise
     raw = entry[2]
     return index, raw.decode() if raw is not None else ""
 

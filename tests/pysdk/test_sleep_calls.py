@@ -193,7 +193,7 @@ def test_failed_call_raises_its_terminal_error(backend: FakeBackend) -> None:
     assert (info.value.message, info.value.status_code) == ("declined", 402)
 
 
-def test_unknown_target_is_terminal_404_and_journals_nothing() -> None:
+def test_unknown_target_is_terminal_404_and_journals_its_refusal() -> None:
     pricing, stock, shop = build()
     b = FakeBackend(app=app([pricing]))
     ctx = Context(b.machine(kind="service"))
@@ -201,7 +201,13 @@ def test_unknown_target_is_terminal_404_and_journals_nothing() -> None:
         ctx.generic_call("Nope", "h", b"")
     assert info.value.status_code == 404
     m = ctx._m
-    assert m.take_pending() == [] and m.take_children() == [] and m.journal_index == 0
+    # Journaled as a failed step named after the call, so a replay refuses it again there.
+    assert m.take_pending() == [(RUN, "refused call Nope/h", None, 404, info.value.message)]
+    assert m.take_children() == [] and m.journal_index == 1
+    replayed = Context(b.machine(kind="service", replay=[(RUN, "refused call Nope/h", None, 404, "gone")]))
+    with pytest.raises(TerminalError, match="gone"):
+        replayed.generic_call("Nope", "h", b"")
+    assert replayed._m.journal_index == 1 and replayed._m.take_pending() == []
 
 
 def test_call_to_own_exclusive_key_is_refused_but_send_is_not() -> None:
