@@ -4,9 +4,9 @@ The boundary is crossed a small, constant number of times per invocation: once t
 build its `Invocation`, once per durable point (`progress`), once at the end
 (`complete`). Journal entries cross as 5-tuples `Entry`; values cross as bytes.
 
-The durability barrier: every read of data that may not be durable yet (the idempotency
-and promise overlays, the answers of signals) also returns the sequence number of the
-commit it depends on; wait until `durable_seq() >= seq` before anything leaves the process
+The durability barrier: every read of data that may not be durable yet (the idempotency,
+promise and purged-state overlays, the answers of signals) also returns the sequence number
+of the commit it depends on; wait until `durable_seq() >= seq` before anything leaves the process
 on its account (0: already durable).
 """
 import os
@@ -259,12 +259,15 @@ class Store:
         """A delayed send from the ingress: record (status scheduled, persisted, idempotency row
         if any) + a timer row; admitted when `fire_timers` reaches fire_ms. Returns seq."""
     def idempotency_lookup(self, service: str, key: str, handler: str,
-                           idempotency_key: str) -> Optional[tuple[str, int]]:
-        """(invocation id, seq) registered for this idempotency key, queued or written: seq is
-        the commit that wrote the row (0 when read from RocksDB: durable); wait for it before
-        answering on the registration's account (e.g. a 202 PreviouslyAccepted). None if there
-        is none, or a queued purge deletes it. Workflow runs use idempotency_key "" (one run per
-        workflow key). Admission does not check it: look up first, and attach to the registered
+                           idempotency_key: str) -> tuple[Optional[str], int]:
+        """(invocation id or None, seq): the invocation registered for this idempotency key as of
+        the commits queued so far, None if there is none or a queued purge deleted the row. seq is
+        the commit the answer comes from: the one that wrote the row, or the purge that deleted it
+        (0 when read from RocksDB: durable). Wait for it before answering on the answer's account,
+        found (a 202 PreviouslyAccepted, a 409) or not (a 404 "no invocation found": a crash before
+        the purge is durable brings the row back); a new invocation admitted instead needs no wait
+        of its own, its admission commit comes after. Workflow runs use idempotency_key "" (one run
+        per workflow key). Admission does not check it: look up first, and attach to the registered
         invocation instead of admitting."""
 
     # Durable points. `children` are the callees of CALL/SEND entries among `entries`:
@@ -401,8 +404,15 @@ class Store:
         (same persisted-only caveat as `cancel`)."""
 
     # Reads (GIL released).
-    def load_state(self, service: str, key: str) -> list[tuple[str, bytes]]:
-        """Every state entry of one object key, as stored (committed-and-written commits only)."""
+    def load_state(self, service: str, key: str) -> tuple[list[tuple[str, bytes]], int]:
+        """(rows, seq): every state entry of one object key, by name, and the commit they depend
+        on. Rows as RocksDB has them (written commits; seq 0), except for a key whose state a
+        queued purge deleted (`purge_completed`, a workflow run's key): until the last commit that
+        wrote the key's state since is durable, the rows are those written after the delete by
+        the commits queued so far (none at first: nothing of the purged run), and seq is the last
+        of those commits (the purge's if none). A handler's own state writes (progress, complete)
+        are not held back otherwise: reads of a key with a commit not yet written must come from
+        the runtime's state cache, which keeps them."""
     def load_journal(self, inv_id: str) -> list[Entry]: ...
     def load_completions(self, inv_id: str) -> list[Completion]:
         """The completions written for the awaitable entries of `inv_id`, by entry index; an index
@@ -416,7 +426,11 @@ class Store:
         """A persisted, unfinished invocation: the live object (shares the store's state; use it
         for progress/complete); otherwise the record as written (a detached copy), or None."""
     def get_output(self, inv_id: str) -> Optional[Output]:
-        """For a completed invocation: (output, failure_code, failure_message)."""
+        """For a completed invocation: (output, failure_code, failure_message). Read from RocksDB
+        only, like a record in `get_invocation`: a completion or a purge whose commit is queued but
+        not written is not seen yet, and one that is written may not be durable yet (durable_seq
+        is published after the write): wait for last_seq() after the read before answering on its
+        account, a found output or an absence (a 404) alike."""
 
     # Recovery and timers.
     def recover(self) -> list[Invocation]:

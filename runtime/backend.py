@@ -178,9 +178,8 @@ class Attempt:
             # One run per workflow key. Attaching a handler's call to an existing run is not
             # supported yet: refuse rather than run the workflow twice. A run this attempt
             # started itself may not be in the store yet (its entry is not flushed).
-            run = self.invoker.store.idempotency_lookup(service, key or "", handler, "")
-            if run is not None:
-                self.observe(run[1])  # the 409 depends on that admission
+            run, seq = self.invoker.store.idempotency_lookup(service, key or "", handler, "")
+            self.observe(seq)  # what follows depends on it: the run's admission (409), or the purge that freed the key
             if run is not None or (service, key or "") in self._workflow_runs:
                 raise TerminalError(f"workflow {service}/{key} has already been started", 409)
             self._workflow_runs.add((service, key or ""))
@@ -219,7 +218,7 @@ class Attempt:
         for index, callee_id, service, handler, key, arg, headers, idem, fire_ms, is_send in children:
             spec = app.lookup(service, handler)
             kind = KINDS[spec.kind] if spec is not None else _core.KIND_SERVICE
-            if idem and self.invoker.store.idempotency_lookup(service, key or "", handler, idem):
+            if idem and self.invoker.store.idempotency_lookup(service, key or "", handler, idem)[0] is not None:
                 # Attaching an in-handler call to an earlier invocation with the same key is not
                 # supported yet; run it as a plain callee (the journal already makes it run once).
                 log.warning("%s: idempotency key %r of a call to %s/%s is already in use; ignored",

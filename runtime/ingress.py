@@ -130,7 +130,8 @@ class Ingress:
         except InputError as exc:
             raise HttpError(400, f"invalid input for {spec.service_name}/{spec.name}: {exc}") from None
         invoker = self.invoker
-        existing = await invoker.existing(spec, key, idem) if (idem or workflow_run) else None
+        # None: a new invocation is admitted below (no wait for a purge that deleted the row).
+        existing = await invoker.existing(spec, key, idem, then_admits=True) if (idem or workflow_run) else None
         if is_send:
             if existing is not None:
                 # barrier: this acceptance depends on the commit that registered `existing`.

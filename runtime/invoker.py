@@ -77,20 +77,24 @@ class Invoker:
         return _core.Invocation(new_invocation_id(), spec.service_name, spec.name, key, KINDS[spec.kind],
                                 body, headers, now_ms(), idempotency_key=idempotency_key)
 
-    async def existing(self, spec: HandlerSpec, key: str, idempotency_key: str) -> Optional[str]:
+    async def existing(self, spec: HandlerSpec, key: str, idempotency_key: str, *,
+                       then_admits: bool = False) -> Optional[str]:
         """The invocation an idempotent request or a workflow run attaches to, if any;
-        returned once the admission that registered it is durable, so that no answer
-        built on it (202 PreviouslyAccepted, 409) gets ahead of that commit."""
+        returned once the commit the answer comes from is durable, so that no answer
+        built on it gets ahead of that commit: the admission that registered it (202
+        PreviouslyAccepted, 409), or the purge that deleted it (404 "no invocation found").
+        `then_admits`: the caller admits a new invocation if there is none, whose admission
+        commit comes after that purge's and whose answers wait for their own commits, so
+        an absence is returned at once."""
         if spec.kind == "workflow":
-            found = self.store.idempotency_lookup(spec.service_name, key, spec.name, "")
+            found, seq = self.store.idempotency_lookup(spec.service_name, key, spec.name, "")
         elif idempotency_key:
-            found = self.store.idempotency_lookup(spec.service_name, key, spec.name, idempotency_key)
+            found, seq = self.store.idempotency_lookup(spec.service_name, key, spec.name, idempotency_key)
         else:
             return None
-        if found is None:
-            return None
-        await self.commits.wait(found[1])
-        return found[0]
+        if found is not None or not then_admits:
+            await self.commits.wait(seq)
+        return found
 
     async def call(self, spec: HandlerSpec, inv: _core.Invocation, value: Any) -> Result:
         """Run one invocation to completion; return its durable result."""

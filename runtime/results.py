@@ -81,6 +81,12 @@ class Results:
             await self.commits.wait(self.store.last_seq())
         return out
 
+    async def _unknown(self, inv_id: str) -> UnknownInvocation:
+        """No record on disk: once durable, for the same reason (a purge's delete can be
+        written and readable before its group is synced)."""
+        await self.commits.wait(self.store.last_seq())
+        return UnknownInvocation(inv_id)
+
     async def output(self, inv_id: str) -> Optional[Result]:
         """The durable result if completed, None if still running; UnknownInvocation if no
         such invocation exists (or it was purged)."""
@@ -90,7 +96,7 @@ class Results:
         if out is not None:
             return out
         if self.store.get_invocation(inv_id) is None:
-            raise UnknownInvocation(inv_id)
+            raise await self._unknown(inv_id)
         return None
 
     async def attach(self, inv_id: str) -> Result:
@@ -103,7 +109,7 @@ class Results:
         if out is not None:
             return out
         if self.store.get_invocation(inv_id) is None and inv_id not in self._waiters:
-            raise UnknownInvocation(inv_id)
+            raise await self._unknown(inv_id)
         fut = self.expect(inv_id)
         try:
             return await fut

@@ -8,7 +8,14 @@ that is internal need not wait for durability). Responses still wait for every
 commit they could have observed.
 
 An entry may only be dropped once its last commit is written to RocksDB;
-otherwise a reload from disk would miss it.
+otherwise a reload from disk would miss it. The one writer of the state table
+besides handlers is retention's purge (a workflow run's key): a key whose
+purge is queued loads from the store's memory (`Store.load_state`: nothing of
+the purged run), with the purge's commit, which readers (`get`) then wait for
+like any commit they observe. Its next writer (`lend`) is a new run of the
+workflow key, admitted by a commit after the purge's and on its account (the
+idempotency row it deleted): like that admission, its steps are not held back
+by the purge.
 
 Besides the bytes, an entry can hold decoded values (default JSON serde) of some
 of its state, so that an exclusive handler of a hot key does not decode a large
@@ -42,7 +49,8 @@ class StateCache:
         self._max_bytes = max_bytes
         self._bytes = 0
         # (service, key) -> [state dict, seq of the last commit that changed it,
-        #                    decoded values by name or None (lent out, or none kept), size]
+        #                    decoded values by name or None (lent out, or none kept), size,
+        #                    seq of the queued purge a load depends on (see `_entry`; 0: none)]
         self._entries: OrderedDict[tuple[str, str], list] = OrderedDict()
 
     def _entry(self, service: str, key: str) -> list:
@@ -51,9 +59,11 @@ class StateCache:
         if entry is not None:
             self._entries.move_to_end(ident)
             return entry
-        state = dict(self._store.load_state(service, key))
+        rows, seq = self._store.load_state(service, key)  # seq: a queued purge's (or a later write's)
+        state = dict(rows)
         size = _size(state, None)
-        entry = self._entries[ident] = [state, 0, None, size]
+        # Dropping it before that commit is durable is fine: a reload gives the same.
+        entry = self._entries[ident] = [state, 0, None, size, seq]
         self._grew(size)
         return entry
 
@@ -62,12 +72,12 @@ class StateCache:
         disk); a reader must not let anything leave the process before that commit is
         durable. Callers must not mutate the dict."""
         entry = self._entry(service, key)
-        return entry[0], entry[1]
+        return entry[0], max(entry[1], entry[4])
 
     def lend(self, service: str, key: str) -> tuple[dict[str, bytes], Optional[dict[str, Kept]], int]:
         """The committed state of one key for its next writer, with the decoded values
         kept for it, which now belong to that writer (until it puts them back), and the
-        commit the state depends on (see `get`)."""
+        commit the state depends on (see `get`; not a purge's: see the module docstring)."""
         entry = self._entry(service, key)
         decoded = entry[2]
         entry[2] = None
@@ -81,7 +91,7 @@ class StateCache:
         size = _size(state, decoded)
         entry = self._entries.get(ident)
         if entry is None:
-            self._entries[ident] = [state, seq, decoded or None, size]
+            self._entries[ident] = [state, seq, decoded or None, size, 0]
         else:
             self._bytes -= entry[3]
             entry[0] = state

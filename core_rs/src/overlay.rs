@@ -120,6 +120,20 @@ impl<V> Recent<V> {
         self.rows.insert(key, (v, seq));
     }
 
+    /// Change the row in place as written again by commit `seq` (not lower than its
+    /// last); false if there is no row (nothing is changed then).
+    pub fn update(&mut self, key: &[u8], seq: u64, f: impl FnOnce(&mut V)) -> bool {
+        let Some((v, s)) = self.rows.get_mut(key) else {
+            return false;
+        };
+        f(v);
+        if *s != seq {
+            *s = seq;
+            self.order.push_back((seq, key.to_vec()));
+        }
+        true
+    }
+
     /// The row and the commit that wrote it; None once that commit is durable and
     /// the row dropped (RocksDB has it then).
     pub fn get_with_seq(&self, key: &[u8]) -> Option<(&V, u64)> {
@@ -169,6 +183,20 @@ mod tests {
         assert_eq!(r.get_with_seq(b"c"), Some((&4, 8)));
         r.prune(100);
         assert!(r.is_empty() && r.order.is_empty());
+    }
+
+    #[test]
+    fn an_updated_row_stays_until_its_last_commit_is_durable() {
+        let mut r = Recent::default();
+        r.put(b"a".to_vec(), vec![1], 5);
+        assert!(!r.update(b"b", 6, |v: &mut Vec<i32>| v.push(9)), "no row: nothing to update");
+        assert!(r.update(b"a", 7, |v| v.push(2)));
+        assert!(r.update(b"a", 7, |v| v.push(3)), "the same commit again");
+        r.prune(6);
+        assert_eq!(r.get_with_seq(b"a"), Some((&vec![1, 2, 3], 7)));
+        r.prune(7);
+        assert!(r.is_empty() && r.order.is_empty());
+        assert_eq!(r.get_with_seq(b"b"), None);
     }
 
     #[test]

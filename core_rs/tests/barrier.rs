@@ -69,8 +69,8 @@ fn idempotency_and_promise_reads_return_the_commit_they_depend_on() {
         let s = open(dir.path());
         let r = wf("inv_run", "w", KIND_WORKFLOW);
         let (_, admitted) = s.admit(&r, false).unwrap();
-        assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), Some(("inv_run".into(), admitted)));
-        assert_eq!(s.idempotency_lookup("Wf", "other", "run", "").unwrap(), None);
+        assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), (Some("inv_run".into()), admitted));
+        assert_eq!(s.idempotency_lookup("Wf", "other", "run", "").unwrap(), (None, 0), "none: nothing to wait for");
 
         assert_eq!(s.peek_promise("Wf", "w", "p").unwrap(), (None, 0), "unknown: nothing to wait for");
         let h = wf("inv_h", "w", KIND_SHARED);
@@ -80,7 +80,7 @@ fn idempotency_and_promise_reads_return_the_commit_they_depend_on() {
     }
     // Read back from RocksDB after a restart: durable, seq 0.
     let (s, _) = reopen(dir.path());
-    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), Some(("inv_run".into(), 0)));
+    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), (Some("inv_run".into()), 0));
     assert_eq!(s.peek_promise("Wf", "w", "p").unwrap(), (Some((Some(b"yes".to_vec()), 0, None)), 0));
 }
 

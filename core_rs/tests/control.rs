@@ -26,7 +26,7 @@ fn reopen(dir: &Path) -> (Store, Vec<String>) {
 }
 
 fn idem(s: &Store, service: &str, key: &str, handler: &str, idem: &str) -> Option<String> {
-    s.idempotency_lookup(service, key, handler, idem).unwrap().map(|(id, _)| id)
+    s.idempotency_lookup(service, key, handler, idem).unwrap().0
 }
 
 fn svc(id: &str) -> Arc<InvocationMeta> {
@@ -399,7 +399,7 @@ fn idempotency_keys_and_workflow_runs_are_registered() {
     assert_eq!(running, vec!["inv_run", "inv_x", "inv_y"]);
     assert_eq!(idem(&s, "Svc", "", "h", "abc").as_deref(), Some("inv_x"));
     assert_eq!(idem(&s, "Wf", "w1", "run", "").as_deref(), Some("inv_run"));
-    assert_eq!(s.load_state("Wf", "w1").unwrap().len(), 1);
+    assert_eq!(s.load_state("Wf", "w1").unwrap().0.len(), 1);
 }
 
 #[test]
@@ -468,7 +468,7 @@ fn purge_deletes_completions_idempotency_and_workflow_state() {
     assert!(s.load_completions("inv_x").unwrap().is_empty());
     assert!(s.load_completions("inv_run").unwrap().is_empty());
     assert!(s.load_journal("inv_run").unwrap().is_empty());
-    assert!(s.load_state("Wf", "w").unwrap().is_empty());
+    assert!(s.load_state("Wf", "w").unwrap().0.is_empty());
     assert_eq!(idem(&s, "Wf", "w", "run", ""), None);
     s.close().unwrap();
     drop(s);

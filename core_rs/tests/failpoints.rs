@@ -42,6 +42,18 @@ impl Drop for Points {
     }
 }
 
+/// Declared after the store: a test that fails while it holds the writer releases it
+/// before the store's drop waits for the writer (else the failure is a hang).
+struct ReleaseOnDrop;
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        for name in failpoints::NAMES {
+            let _ = failpoints::remove(name);
+        }
+    }
+}
+
 fn open(dir: &Path, durability: Durability) -> Arc<Store> {
     let s = Store::open(dir, durability).unwrap();
     s.recover().unwrap();
@@ -242,28 +254,99 @@ fn purge_leaves_a_workflow_key_to_the_run_admitted_after_it() {
     let points = Points::take();
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), Durability::Wal);
+    let _release = ReleaseOnDrop;
     let run = |id: &str| InvocationMeta::new(id.into(), "Wf".into(), "run".into(), "w".into(), KIND_WORKFLOW, b"{}", vec![], 1).unwrap();
-    let set = |v: &'static [u8]| EntryRef { kind: entry::SET_STATE, name: Some("s"), value: Some(v), code: 0, message: None };
+    let set = |n: &'static str, v: &'static [u8]| EntryRef { kind: entry::SET_STATE, name: Some(n), value: Some(v), code: 0, message: None };
     let r1 = run("inv_r1");
     s.admit(&r1, false).unwrap();
-    s.progress(&r1, &[set(b"old")], &[]).unwrap();
+    s.progress(&r1, &[set("s", b"old"), set("t", b"old")], &[]).unwrap();
     s.complete(&r1, &[], None, 0, None, &[]).unwrap();
     s.wait_durable(s.last_seq()).unwrap();
     // The purge of run 1 is queued but not written when run 2 of the key is admitted
-    // (its lookup already sees the row deleted) and writes the key's state.
+    // (its lookup already sees the row deleted, with the commit to wait for) and reads
+    // and writes the key's state.
     points.set(COMMIT_BEFORE_WRITE, "pause");
     assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 1);
-    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), None);
+    let purge = s.last_seq();
+    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), (None, purge));
+    assert_eq!(state(&s, "w"), (vec![], purge), "nothing of run 1, though RocksDB still has it");
     let r2 = run("inv_r2");
-    s.admit(&r2, false).unwrap();
-    s.progress(&r2, &[set(b"new")], &[]).unwrap();
+    let (_, admitted) = s.admit(&r2, false).unwrap();
+    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap(), (Some("inv_r2".into()), admitted));
+    assert_eq!(state(&s, "w"), (vec![], purge));
+    let wrote = s.progress(&r2, &[set("s", b"new")], &[]).unwrap();
+    assert_eq!(state(&s, "w"), (vec![("s".into(), b"new".to_vec())], wrote), "the rows written after the purge");
+    s.progress(&r2, &[RUN], &[]).unwrap();
+    assert_eq!(state(&s, "w").1, wrote, "a commit that writes no state changes nothing");
     // Run 1's record is still on disk: another purge must not take the key's state with it.
     assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 0);
+    let clear_all = EntryRef { kind: entry::CLEAR_ALL, name: None, value: None, code: 0, message: None };
+    let clear = |n: &'static str| EntryRef { kind: entry::CLEAR_STATE, name: Some(n), value: None, code: 0, message: None };
+    let (done, _) = s.complete(&r2, &[clear_all, set("u", b"1"), set("v", b"2"), clear("u")], None, 0, None, &[]).unwrap();
+    assert_eq!(state(&s, "w"), (vec![("v".into(), b"2".to_vec())], done));
     failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
     s.wait_durable(s.last_seq()).unwrap();
-    let state: Vec<_> = s.load_state("Wf", "w").unwrap().iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
-    assert_eq!(state, vec![("s".to_string(), b"new".to_vec())]);
-    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap().map(|(id, _)| id).as_deref(), Some("inv_r2"));
+    assert_eq!(state(&s, "w"), (vec![("v".into(), b"2".to_vec())], 0), "durable: read from RocksDB");
+    assert_eq!(s.idempotency_lookup("Wf", "w", "run", "").unwrap().0.as_deref(), Some("inv_r2"));
+    drop(points);
+}
+
+fn state(s: &Store, key: &str) -> (Vec<(String, Vec<u8>)>, u64) {
+    let (rows, seq) = s.load_state("Wf", key).unwrap();
+    (rows.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(), seq)
+}
+
+/// What the reads say about an invocation whose purge is queued: the idempotency lookup
+/// sees the delete with its commit (an answer "none" waits for it); the record and the
+/// output are read from RocksDB, so they show the invocation until the delete is written,
+/// and show it gone as soon as it is written, before `durable_seq` says so (the runtime
+/// waits for `last_seq` after such a read, found or not).
+#[test]
+fn reads_of_an_invocation_whose_purge_is_queued() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Durability::Sync);
+    let _release = ReleaseOnDrop;
+    let links = Links { idempotency_key: "k".into(), ..Default::default() };
+    let i = InvocationMeta::with_links("inv_i".into(), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"{}", vec![], 1, links).unwrap();
+    s.admit(&i, true).unwrap();
+    s.complete(&i, &[], Some(b"\"out\""), 0, None, &[]).unwrap();
+    s.wait_durable(s.last_seq()).unwrap();
+    let output = Some((Some(b"\"out\"".to_vec()), 0, None));
+
+    points.set(COMMIT_BEFORE_WRITE, "pause");
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 1);
+    let purge = s.last_seq();
+    assert_eq!(s.idempotency_lookup("Svc", "", "h", "k").unwrap(), (None, purge), "gone, on account of the purge");
+    assert_eq!(s.get_output("inv_i").unwrap(), output, "not written: RocksDB has it");
+    assert_eq!(s.get_invocation("inv_i").unwrap().map(|m| m.state().status), Some(STATUS_COMPLETED));
+    // An attach decided now finds it gone (its commit comes after the purge's).
+    let a = svc("inv_a");
+    let attach = EntryRef { kind: entry::ATTACH_INVOCATION, name: Some("inv_i"), value: None, code: 0, message: None };
+    let seq = s.progress(&a, &[attach], &[]).unwrap();
+    assert!(seq > purge);
+    assert_eq!(s.take_wakes().last().map(|w| w.code), Some(404));
+
+    // Written, not synced: the record is gone from the reads before the purge is durable.
+    points.set(COMMIT_BEFORE_SYNC, "pause");
+    failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
+    let gone = within(5, {
+        let s = s.clone();
+        move || loop {
+            if s.get_invocation("inv_i").unwrap().is_none() {
+                return s.get_output("inv_i").unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    assert_eq!(gone, Some(None), "written: the reads no longer see it");
+    assert!(s.durable_seq() < purge, "and not durable yet");
+    assert_eq!(s.idempotency_lookup("Svc", "", "h", "k").unwrap(), (None, purge));
+    failpoints::remove(COMMIT_BEFORE_SYNC).unwrap();
+    s.wait_durable(seq).unwrap();
+    assert_eq!(s.get_output("inv_i").unwrap(), None);
+    let (holder, seq) = s.idempotency_lookup("Svc", "", "h", "k").unwrap();
+    assert!(holder.is_none() && seq <= s.durable_seq());
     drop(points);
 }
 

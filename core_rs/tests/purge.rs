@@ -34,11 +34,11 @@ fn sync(s: &Store) {
 
 fn state(s: &Store, key: &str) -> Vec<(String, Vec<u8>)> {
     sync(s);
-    s.load_state("Wf", key).unwrap().iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
+    s.load_state("Wf", key).unwrap().0.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
 }
 
 fn holder(s: &Store, key: &str, idem: &str) -> Option<String> {
-    s.idempotency_lookup("Wf", key, "run", idem).unwrap().map(|(id, _)| id)
+    s.idempotency_lookup("Wf", key, "run", idem).unwrap().0
 }
 
 /// Run 1 of workflow key `key`: state s=old, promise p resolved, completed and durable.
@@ -147,7 +147,7 @@ fn each_record_is_kept_for_its_own_retention_else_the_default() {
     assert_eq!(s.purge_completed(later, hour, 10).unwrap(), 1, "1 s ran out, not the hour");
     sync(&s);
     assert!(s.get_invocation("inv_short").unwrap().is_none());
-    assert_eq!(s.idempotency_lookup("Svc", "", "h", "k1").unwrap(), None, "its idempotency row goes with it");
+    assert_eq!(s.idempotency_lookup("Svc", "", "h", "k1").unwrap().0, None, "its idempotency row goes with it");
     assert_eq!(s.get_output("inv_long").unwrap(), Some((Some(b"2".to_vec()), 0, None)));
     assert_eq!(s.purge_completed(completed_at + hour + 5_000, u64::MAX, 10).unwrap(), 1);
     sync(&s);
@@ -167,4 +167,27 @@ fn a_workflow_run_with_a_short_retention_takes_its_key_with_it() {
     assert!(state(&s, "w").is_empty());
     assert_eq!(s.peek_promise("Wf", "w", "p").unwrap().0, None);
     assert_eq!(holder(&s, "w", ""), None, "the key can run again");
+}
+
+#[test]
+fn a_new_run_of_a_purged_key_loads_nothing_of_the_purged_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    finished_run(&s, "w");
+    // Whether or not the writer has written the purge yet, the next run of the key reads
+    // no state of run 1, then its own writes; a queued commit's rows come with its seq.
+    assert_eq!(s.purge_completed(now_ms() + 1, 0, 10).unwrap(), 1);
+    let purge = s.last_seq();
+    let (rows, seq) = s.load_state("Wf", "w").unwrap();
+    assert!(rows.is_empty() && (seq == purge || seq == 0), "{seq}");
+    let (found, seq) = s.idempotency_lookup("Wf", "w", "run", "").unwrap();
+    assert!(found.is_none() && seq == purge, "an absence on account of the purge: {seq}");
+    let r2 = run("inv_r2", "w", "");
+    s.admit(&r2, false).unwrap();
+    let wrote = s.progress(&r2, &[set(b"new")], &[]).unwrap();
+    let (rows, seq) = s.load_state("Wf", "w").unwrap();
+    assert_eq!(rows.iter().collect::<Vec<_>>(), vec![("s", &b"new"[..])]);
+    assert!(seq == wrote || seq == 0, "{seq}");
+    assert_eq!(state(&s, "w"), vec![("s".into(), b"new".to_vec())]);
+    assert_eq!(s.load_state("Wf", "w").unwrap().1, 0, "durable: from RocksDB");
 }

@@ -34,7 +34,7 @@ fn run(name: &'static str, value: &'static [u8]) -> EntryRef<'static> {
 }
 
 fn state(s: &Store, service: &str, key: &str) -> Vec<(String, Vec<u8>)> {
-    s.load_state(service, key).unwrap().iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
+    s.load_state(service, key).unwrap().0.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect()
 }
 
 fn sync(s: &Store) {

@@ -403,7 +403,7 @@ async def run_real(scenario: Scenario, mode: Mode, path: Path) -> Observed:
             journal=normalized(store.load_journal(MAIN_ID)),
             completions={i: (v, c, m) for i, v, c, m in store.load_completions(MAIN_ID)},
             signals=signals, invoked=invoked,
-            state=dict(store.load_state(service, key)) if key else None,
+            state=dict(store.load_state(service, key)[0]) if key else None,
             callees=world.callees(),
             retrying=world.status() == _core.STATUS_BACKING_OFF)
     finally:

@@ -39,12 +39,6 @@ def short_retention(make_server):  # type: ignore[no-untyped-def]
     return make_server(target=BEHAVIOUR_APP, env=FAILPOINTS_ENV, extra_args=["--retention", "1s"]).start()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a new run of a workflow key whose purge is queued but not yet written reads the purged run's state: "
-    "Invoker.send (and .call) drops the key from the StateCache (forget_if_written) and StateCache reloads "
-    "it from RocksDB, where the purge's range delete of the key's state is not written yet; the new run's "
-    "ctx.get('tag') returns 'old' (its promise is reset correctly: the promises overlay covers it, state has "
-    "no overlay)"))
 def test_a_new_run_of_a_purged_workflow_key_starts_from_nothing(short_retention, effects_dir, pool) -> None:
     server = short_retention
     old = server.post("/Approval/w/run/send", "old").json()["invocationId"]
@@ -111,12 +105,6 @@ def test_a_request_with_a_purged_idempotency_key_runs_anew_once(short_retention,
                                   ({}, None))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a purge is reported before it is durable: with the purge's deletes queued and not written, "
-    "GET /restate/invocation/{service}/{handler}/{idempotency key}/output (and /restate/workflow/.../output) "
-    "answers 404 'no invocation found' at once (Store.idempotency_lookup returns None for a row deleted in the "
-    "overlay, without the seq of the delete, so Invoker.existing cannot wait for it); after a crash that loses "
-    "the purge's commit the invocation is there again"))
 def test_a_purge_is_not_reported_before_it_is_durable(short_retention) -> None:
     server = short_retention
     inv = server.post("/Once/stamp", "g", headers={"idempotency-key": "g"}).json()

@@ -233,7 +233,7 @@ impl Store {
         key: &str,
         handler: &str,
         idempotency_key: &str,
-    ) -> PyResult<Option<(String, u64)>> {
+    ) -> PyResult<(Option<String>, u64)> {
         let s = self.get()?;
         Ok(py.detach(|| s.idempotency_lookup(service, key, handler, idempotency_key))?)
     }
@@ -318,10 +318,10 @@ impl Store {
         Ok(py.detach(|| s.kill(inv_id))?)
     }
 
-    fn load_state<'py>(&self, py: Python<'py>, service: &str, key: &str) -> PyResult<Bound<'py, PyList>> {
+    fn load_state<'py>(&self, py: Python<'py>, service: &str, key: &str) -> PyResult<(Bound<'py, PyList>, u64)> {
         let s = self.get()?;
-        let rows = py.detach(|| s.load_state(service, key))?;
-        convert::state_to_py(py, &rows)
+        let (rows, seq) = py.detach(|| s.load_state(service, key))?;
+        Ok((convert::state_to_py(py, &rows)?, seq))
     }
 
     fn load_journal<'py>(&self, py: Python<'py>, inv_id: &str) -> PyResult<Bound<'py, PyList>> {

@@ -12,9 +12,9 @@
 //! refused too) and reopening rebuilds the state from disk.
 //!
 //! Reads of rows that may not be durable yet (the idempotency and promise
-//! overlays, the signals' answers) return the sequence number of the commit
-//! they depend on, so that the caller can wait for it before anything leaves
-//! the process on their account.
+//! overlays, the state of a key a queued purge deleted, the signals' answers)
+//! return the sequence number of the commit they depend on, so that the caller
+//! can wait for it before anything leaves the process on their account.
 //!
 //! An ATTACH_INVOCATION entry waits for another invocation's result: completed
 //! in the commit that journals it if that invocation is done (from memory while
@@ -93,6 +93,11 @@ struct Inner {
     finished: Recent<Output>,
     /// Invocations deleted by purge since open (key: id), until the delete is durable.
     purged: Overlay<()>,
+    /// Object keys (key: state prefix) whose state a queued purge deleted, with the rows
+    /// that later queued commits wrote for them (none at first), until the last of those
+    /// commits is durable: RocksDB may still have the deleted rows, and no one else knows
+    /// (the runtime's state cache knows the commits of handlers, not purges). See `load_state`.
+    state: Recent<state::Rows>,
     recovered: bool,
 }
 
@@ -196,6 +201,17 @@ impl Inner {
         Ok(())
     }
 
+    /// Keep the rows of a key whose state a queued purge deleted (see `state`) up to date
+    /// with the state effects of `entries`, written for `inv`'s key by commit `seq`.
+    fn track_state(&mut self, durable_seq: u64, inv: &InvocationMeta, entries: &[EntryRef<'_>], seq: u64) {
+        if self.state.is_empty() || !state::writes(entries) {
+            return;
+        }
+        self.state.prune(durable_seq);
+        let prefix = keys::state_prefix(&inv.service, &inv.key);
+        self.state.update(&prefix, seq, |rows| state::apply_to(rows, entries));
+    }
+
     /// Read the completed records of the attach targets among `entries` that the
     /// commit cannot answer from memory (not `inv` itself, not live, not finished
     /// since the last durable commit, not a callee admitted with them).
@@ -296,15 +312,15 @@ impl Store {
         tx.push()
     }
 
-    /// The invocation registered for this idempotency key and the commit that
-    /// wrote the row (0: read from RocksDB, durable). None if there is none, or if
-    /// a queued purge deletes it.
-    pub fn idempotency_lookup(&self, service: &str, key: &str, handler: &str, idem: &str) -> Result<Option<(String, u64)>> {
+    /// The invocation registered for this idempotency key (None if there is none, or
+    /// a queued purge deletes the row) and the commit that wrote the row or deleted it,
+    /// which the answer depends on either way (0: read from RocksDB, durable).
+    pub fn idempotency_lookup(&self, service: &str, key: &str, handler: &str, idem: &str) -> Result<(Option<String>, u64)> {
         let k = keys::idempotency(service, key, handler, idem);
         if let Some((v, seq)) = self.inner.lock().idempotency.get_with_seq(&k) {
-            return Ok(v.clone().map(|id| (id, seq)));
+            return Ok((v.clone(), seq));
         }
-        Ok(idempotency::get(&self.db, &k)?.map(|id| (id, 0)))
+        Ok((idempotency::get(&self.db, &k)?, 0))
     }
 
     // ---- durable points
@@ -338,6 +354,8 @@ impl Store {
         journal::append(&mut tx.c, &inv.id, st.journal_len, entries);
         if inv.is_exclusive() {
             state::apply(&mut tx.c, &inv.service, &inv.key, entries);
+            let seq = tx.next_seq();
+            tx.inner.track_state(self.writer.durable_seq(), inv, entries, seq);
         }
         let early = tx.take_early(inv, st.journal_len, entries);
         // Callees first: an entry of the same commit may act on one (attach to it, cancel it).
@@ -424,6 +442,8 @@ impl Store {
         }
         if inv.is_exclusive() {
             state::apply(&mut tx.c, &inv.service, &inv.key, entries);
+            let seq = tx.next_seq();
+            tx.inner.track_state(self.writer.durable_seq(), inv, entries, seq);
         }
         // Early completions at these indices are settled (rows of non-awakeables
         // deleted); the invocation finishes, so none is delivered.
@@ -466,8 +486,27 @@ impl Store {
 
     // ---- reads
 
-    pub fn load_state(&self, service: &str, key: &str) -> Result<StateRows> {
-        state::load(&self.db, service, key)
+    /// Every state row of one object key, and the commit the rows depend on (0: read
+    /// from RocksDB, which has the commits written so far; the runtime's state cache has
+    /// the handlers' commits that are not written yet).
+    ///
+    /// A key whose state a queued purge deleted is answered from memory until the last
+    /// commit that wrote its rows since is durable: no rows, or those that later queued
+    /// commits wrote, with the seq of the last of those commits (the purge's if none).
+    /// Otherwise RocksDB is read, after that check: a purge queued in between is after
+    /// this read in commit order (the runtime reads the state of a new run of a key after
+    /// admitting it, and a purge deletes only the state of a free key).
+    pub fn load_state(&self, service: &str, key: &str) -> Result<(StateRows, u64)> {
+        {
+            let mut inner = self.inner.lock();
+            if !inner.state.is_empty() {
+                inner.state.prune(self.writer.durable_seq());
+                if let Some((rows, seq)) = inner.state.get_with_seq(&keys::state_prefix(service, key)) {
+                    return Ok((StateRows::from_rows(rows), seq));
+                }
+            }
+        }
+        Ok((state::load(&self.db, service, key)?, 0))
     }
 
     pub fn load_journal(&self, inv_id: &str) -> Result<Vec<Entry>> {

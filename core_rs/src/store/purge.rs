@@ -129,6 +129,10 @@ impl Store {
                 && tx.inner.admission.inbox_len(&r.service, &r.key) == 0;
             if r.kind == KIND_WORKFLOW && key_free {
                 state::delete_all(&mut tx.c, &r.service, &r.key);
+                // Until the delete is durable, `load_state` answers from memory: RocksDB
+                // has the rows until the delete is written (and later commits may write new ones).
+                tx.inner.state.prune(self.writer.durable_seq());
+                tx.inner.state.put(keys::state_prefix(&r.service, &r.key), Default::default(), seq);
                 promises::delete_all(&mut tx.c, &r.service, &r.key);
                 // Reads must not see the rows before the delete is written.
                 let prefix = keys::promise_prefix(&r.service, &r.key);

@@ -1,5 +1,7 @@
 //! The `state` table: the value of state `name` of object (service, key).
 
+use std::collections::BTreeMap;
+
 use crate::commit::Commit;
 use crate::db::{Cf, Db};
 use crate::entry::{self, EntryRef};
@@ -30,6 +32,31 @@ pub fn apply(c: &mut Commit, service: &str, key: &str, entries: &[EntryRef<'_>])
     }
 }
 
+/// The state rows of one object kept in memory, by name (the order of the table).
+pub type Rows = BTreeMap<String, Vec<u8>>;
+
+/// Apply the state effects of journal entries to rows kept in memory, as `apply`
+/// does to the table.
+pub fn apply_to(rows: &mut Rows, entries: &[EntryRef<'_>]) {
+    for e in entries {
+        match e.kind {
+            entry::SET_STATE => {
+                rows.insert(e.name.unwrap_or("").to_string(), e.value.unwrap_or(b"").to_vec());
+            }
+            entry::CLEAR_STATE => {
+                rows.remove(e.name.unwrap_or(""));
+            }
+            entry::CLEAR_ALL => rows.clear(),
+            _ => {}
+        }
+    }
+}
+
+/// Whether any of the entries changes state.
+pub fn writes(entries: &[EntryRef<'_>]) -> bool {
+    entries.iter().any(|e| matches!(e.kind, entry::SET_STATE | entry::CLEAR_STATE | entry::CLEAR_ALL))
+}
+
 /// Every state row of one object, names and values in one buffer.
 #[derive(Default, Debug)]
 pub struct StateRows {
@@ -47,6 +74,24 @@ impl StateRows {
         self.rows.is_empty()
     }
 
+    /// A copy of rows kept in memory.
+    pub fn from_rows(rows: &Rows) -> StateRows {
+        let bytes = rows.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let mut out = StateRows { buf: Vec::with_capacity(bytes), rows: Vec::with_capacity(rows.len()) };
+        for (name, value) in rows {
+            out.push(name.as_bytes(), value);
+        }
+        out
+    }
+
+    fn push(&mut self, name: &[u8], value: &[u8]) {
+        let n = self.buf.len() as u32;
+        self.buf.extend_from_slice(name);
+        let vs = self.buf.len() as u32;
+        self.buf.extend_from_slice(value);
+        self.rows.push((n, vs, self.buf.len() as u32));
+    }
+
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
         self.rows.iter().map(|&(n, v, e)| {
             let name = std::str::from_utf8(&self.buf[n as usize..v as usize]).expect("validated in load");
@@ -61,11 +106,7 @@ pub fn load(db: &Db, service: &str, key: &str) -> Result<StateRows> {
     db.scan_prefix(Cf::State, &prefix, |k, v| {
         let name = &k[prefix.len()..];
         std::str::from_utf8(name).map_err(|_| Error::corrupt("state name is not UTF-8"))?;
-        let n = out.buf.len() as u32;
-        out.buf.extend_from_slice(name);
-        let vs = out.buf.len() as u32;
-        out.buf.extend_from_slice(v);
-        out.rows.push((n, vs, out.buf.len() as u32));
+        out.push(name, v);
         Ok(true)
     })?;
     Ok(out)
