@@ -10,9 +10,37 @@ from __future__ import annotations
 import os
 import time
 
+_RANDOM_BYTES = 10
+_BATCH = 4096  # ids per os.urandom call: one syscall per batch instead of one per id
+
+
+class _RandomPool:
+    """Hex of os.urandom bytes, drawn in batches (the ids stay as unpredictable as
+    os.urandom: awakeable ids are derived from them)."""
+
+    __slots__ = ("_hex", "_at")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+
+    def take(self) -> str:
+        at = self._at
+        if at >= len(self._hex):
+            self._hex = os.urandom(_RANDOM_BYTES * _BATCH).hex()
+            at = 0
+        end = at + 2 * _RANDOM_BYTES
+        self._at = end
+        return self._hex[at:end]
+
+
+_pool = _RandomPool()
+if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's ids
+    os.register_at_fork(after_in_child=lambda: _pool.__init__())
+
 
 def new_invocation_id() -> str:
-    return f"inv_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"inv_{time.time_ns() // 1_000_000:012x}{_pool.take()}"
 
 
 def now_ms() -> int:

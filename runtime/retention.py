@@ -44,6 +44,7 @@ class Retention:
         self._resolved: dict[tuple[str, str], dict[str, Optional[int]]] = {}
         for spec in self._specs():
             self._resolve(spec)  # a malformed value fails at start, not at the first completion
+        self._any = any(ms is not None for r in self._resolved.values() for ms in r.values())
 
     def _specs(self) -> Iterator[HandlerSpec]:
         for service in self.app.services.values():
@@ -64,6 +65,8 @@ class Retention:
 
     def ms(self, inv: _core.Invocation) -> Optional[int]:
         """The retention of `inv` once completed, or None for the server's default."""
+        if not self._any:  # no service or handler sets one: skip the lookups per completion
+            return None
         spec = self.app.lookup(inv.service, inv.handler)
         if spec is None:
             return None

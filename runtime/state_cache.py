@@ -143,10 +143,8 @@ class StateCache:
 
 def _size(state: dict[str, bytes], decoded: Optional[dict[str, Kept]]) -> int:
     # Bytes of the values, plus a decoded list at about twice its JSON (item objects and
-    # pointers), plus a little per name.
-    size = 64
-    for name, raw in state.items():
-        size += len(name) + len(raw) + 64
+    # pointers), plus a little per name (and its length, about).
+    size = 64 + 96 * len(state) + sum(map(len, state.values()))
     if decoded:
         for kept in decoded.values():
             size += 2 * len(kept.raw)
