@@ -3,27 +3,16 @@
 //! is done (in memory or on disk) or unknown, otherwise by the target's finishing
 //! commit; through suspension, kill, cancel and recovery.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use stead_core::awaiting::{WAKE_DELIVER, WAKE_RUN};
-use stead_core::commit::Durability;
 use stead_core::entry::{self, Entry, EntryRef};
 use stead_core::invocation::*;
 use stead_core::store::Store;
 use stead_core::Error;
 
-fn open(dir: &Path) -> Store {
-    let s = Store::open(dir, Durability::Wal).unwrap();
-    s.recover().unwrap();
-    s
-}
-
-fn reopen(dir: &Path) -> (Store, Vec<String>) {
-    let s = Store::open(dir, Durability::Wal).unwrap();
-    let ids = s.recover().unwrap().iter().map(|m| m.id.clone()).collect();
-    (s, ids)
-}
+mod common;
+use common::{open, reopen};
 
 fn sync(s: &Store) {
     s.wait_durable(s.last_seq()).unwrap();

@@ -3,27 +3,16 @@
 //! waiting for the writer, and an awakeable resolved before its entry is
 //! journaled is kept and delivered (runtime/_core.pyi).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use stead_core::awaiting::{WAKE_DELIVER, WAKE_RUN};
-use stead_core::commit::Durability;
 use stead_core::entry::{self, EntryRef};
 use stead_core::invocation::*;
 use stead_core::store::{Store, SIGNAL_ALREADY_COMPLETED, SIGNAL_APPLIED, SIGNAL_UNKNOWN};
 use stead_core::tables::completions::Outcome;
 
-fn open(dir: &Path) -> Store {
-    let s = Store::open(dir, Durability::Wal).unwrap();
-    s.recover().unwrap();
-    s
-}
-
-fn reopen(dir: &Path) -> (Store, Vec<String>) {
-    let s = Store::open(dir, Durability::Wal).unwrap();
-    let ids = s.recover().unwrap().iter().map(|m| m.id.clone()).collect();
-    (s, ids)
-}
+mod common;
+use common::{open, reopen};
 
 fn svc(id: &str) -> Arc<InvocationMeta> {
     InvocationMeta::new(id.into(), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"{}", vec![], 1).unwrap()

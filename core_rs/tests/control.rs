@@ -2,28 +2,17 @@
 //! calls and sends, awakeables, workflow promises, suspension, cancel and kill,
 //! idempotency, recovery of all of it, and purge.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use stead_core::awaiting::{WAKE_CANCEL, WAKE_DELIVER, WAKE_DONE, WAKE_KILL, WAKE_RUN};
-use stead_core::commit::Durability;
 use stead_core::entry::{self, EntryRef};
 use stead_core::invocation::*;
 use stead_core::store::{Store, SIGNAL_ALREADY_COMPLETED, SIGNAL_APPLIED, SIGNAL_UNKNOWN};
 use stead_core::tables::completions::Outcome;
 use stead_core::Error;
 
-fn open(dir: &Path) -> Store {
-    let s = Store::open(dir, Durability::Wal).unwrap();
-    s.recover().unwrap();
-    s
-}
-
-fn reopen(dir: &Path) -> (Store, Vec<String>) {
-    let s = Store::open(dir, Durability::Wal).unwrap();
-    let ids = s.recover().unwrap().iter().map(|m| m.id.clone()).collect();
-    (s, ids)
-}
+mod common;
+use common::{open, reopen};
 
 fn idem(s: &Store, service: &str, key: &str, handler: &str, idem: &str) -> Option<String> {
     s.idempotency_lookup(service, key, handler, idem).unwrap().0

@@ -2,7 +2,6 @@
 //! `backoff` refuse an invocation whose status is not running, and `complete`
 //! one whose attempt is gone (runtime/_core.pyi, NotRunningError).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use stead_core::commit::Durability;
@@ -12,11 +11,8 @@ use stead_core::store::Store;
 use stead_core::tables::completions::Outcome;
 use stead_core::Error;
 
-fn open(dir: &Path) -> Store {
-    let s = Store::open(dir, Durability::Wal).unwrap();
-    s.recover().unwrap();
-    s
-}
+mod common;
+use common::open;
 
 fn svc(id: &str) -> Arc<InvocationMeta> {
     InvocationMeta::new(id.into(), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"{}", vec![], 1).unwrap()

@@ -1,19 +1,14 @@
 //! Purge in batches, and a workflow key's state and promises outliving a
 //! purged run when a newer run holds the key.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use stead_core::commit::Durability;
 use stead_core::entry::{self, EntryRef};
 use stead_core::invocation::*;
 use stead_core::store::Store;
 
-fn open(dir: &Path) -> Store {
-    let s = Store::open(dir, Durability::Wal).unwrap();
-    s.recover().unwrap();
-    s
-}
+mod common;
+use common::open;
 
 fn run(id: &str, key: &str, idem: &str) -> Arc<InvocationMeta> {
     let links = Links { idempotency_key: idem.into(), ..Default::default() };
