@@ -103,10 +103,11 @@ class Invoker:
             if inv.kind == _core.KIND_WORKFLOW:
                 self.cache.forget_if_written(inv.service, inv.key)
             persist = bool(inv.idempotency_key) or inv.kind == _core.KIND_WORKFLOW
-            run_now, _ = self.store.admit(inv, persist)
+            run_now, admitted = self.store.admit(inv, persist)
             if run_now:
-                # Run inline in the request's task: no task switch on the hot path.
-                await self._run(inv, spec, value, [], None)
+                # Run inline in the request's task: no task switch on the hot path. Its
+                # steps wait for its admission (if one was written): the invocation exists.
+                await self._run(inv, spec, value, [], None, admitted)
             else:
                 self._parsed[inv.id] = value
             return await fut
@@ -123,7 +124,7 @@ class Invoker:
                 self.cache.forget_if_written(inv.service, inv.key)
             run_now, seq = self.store.admit(inv, True)
             if run_now:
-                self._spawn(self._run(inv, spec, value, [], None))
+                self._spawn(self._run(inv, spec, value, [], None, seq))
             else:
                 self._parsed[inv.id] = value
         await self.commits.wait(seq)
@@ -209,8 +210,11 @@ class Invoker:
         return self.store.load_journal(inv.id), completions
 
     async def _run(self, inv: _core.Invocation, spec: HandlerSpec, value: Any,
-                   journal: list, completions: Optional[dict]) -> None:
+                   journal: list, completions: Optional[dict], admitted: int = 0) -> None:
+        """Run attempts of `inv` until it completes, suspends, backs off or is killed.
+        `admitted`: the commit that admitted it, if it was written (0 otherwise)."""
         attempt = Attempt(self, inv, self._limits(spec))
+        attempt.observe(admitted)
         if attempt.limits.inactivity_s is not None:
             attempt.task = asyncio.current_task()
         self.live[inv.id] = attempt

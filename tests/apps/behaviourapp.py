@@ -147,6 +147,7 @@ async def work(ctx: Context, tag: str) -> str:
 @once.handler()
 async def stamp(ctx: Context, tag: str) -> str:
     """One step recording which invocation ran it."""
+    effect(f"stamp-{tag}-entered", ctx.request().id)  # a probe (not a step): the attempt started
     await ctx.run_typed("stamp", effect, RunOptions(), f"stamp-{tag}", ctx.request().id)
     return ctx.request().id
 
@@ -161,6 +162,7 @@ async def run(ctx: WorkflowContext, tag: str) -> dict[str, Any]:
     """Reads the key's state as it starts (a new run of a purged key must see none), then
     waits for its promise `decision`."""
     prior = await ctx.get("tag")
+    effect(f"approval-{ctx.key()}-read", f"read {tag}")  # a probe (not a step): the state was read
     ctx.set("tag", tag)
     await ctx.run_typed("started", effect, RunOptions(), f"approval-{ctx.key()}", f"started {tag}")
     decision = await ctx.promise("decision").value()

@@ -125,3 +125,18 @@ def test_a_peeked_promise_is_durable_before_a_step_uses_it(held, effects_dir) ->
     assert run.result(timeout=30).json() == "yes"
     assert peek.result(timeout=30).json() == "yes"
     assert wait_for_lines(effects_dir / "peeked-u", 1) == ["yes"]
+
+
+def test_a_step_of_a_new_idempotent_invocation_waits_for_its_admission(held, effects_dir) -> None:
+    server, pool = held
+    server.failpoint(HOLD, "pause")
+    call = pool.submit(server.post, "/Acct/n/payout", None, headers={"idempotency-key": "p"}, timeout=60)
+    assert wait_for_lines(effects_dir / "reached-n", 1) == ["payout"]
+    time.sleep(0.3)
+    # Its admission (record and idempotency row) is not written: it may never have existed.
+    assert not (effects_dir / "payout-n").exists()
+    server.kill()
+    assert isinstance(_quiet(call), httpx.TransportError)
+    server.restart()
+    assert server.post("/Acct/n/payout", None, headers={"idempotency-key": "p"}).json() == 0
+    assert wait_for_lines(effects_dir / "payout-n", 1) == ["0"], "the step ran once, after its admission"

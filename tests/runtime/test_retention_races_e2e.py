@@ -4,8 +4,9 @@ purged workflow key, and a new request with a purged idempotency key.
 The race is made certain with the core's `commit.before_write` failpoint (`pause`): the
 writer is held, the purge of the expired invocation queues its deletes behind it (seen
 from outside: the old invocation's output, read by its id, now waits for a commit), the
-new work arrives and runs against that (today it is admitted at once, behind the
-purge's commit: the tests wait for its first step), then the writer goes on. The new
+new work arrives and runs against that (it is admitted at once, behind the purge's
+commit, and reads the key; its steps wait for its admission: the tests wait for the
+read), then the writer goes on. The new
 work must see nothing of the purged run: not its state, not its promise, not its
 idempotency row; and the purge must not delete what the new work wrote.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import BEHAVIOUR_APP, FAILPOINTS_ENV, wait_for_lines, wait_until
+from tests.conftest import BEHAVIOUR_APP, FAILPOINTS_ENV, read_lines, wait_for_lines, wait_until
 from tests.disk import Status, read_disk
 
 HOLD = "commit.before_write"
@@ -49,10 +50,13 @@ def test_a_new_run_of_a_purged_workflow_key_starts_from_nothing(short_retention,
     server.failpoint(HOLD, "pause")
     _purge_queued(server, old)
     new = pool.submit(server.post, "/Approval/w/run/send", "new", timeout=60)
-    # The new run runs up to its promise while its admission and the purge wait for the writer.
-    assert wait_for_lines(effects_dir / "approval-w", 2)[1] == "started new"
+    # The new run reads the key's state while its admission and the purge wait for the
+    # writer; its step waits for its admission (the barrier), so it has not run yet.
+    wait_until(lambda: "read new" in read_lines(effects_dir / "approval-w-read"), what="the new run's read")
+    assert read_lines(effects_dir / "approval-w") == ["started old"]
     assert not new.done()
     server.failpoint(HOLD, None)
+    assert wait_for_lines(effects_dir / "approval-w", 2)[1] == "started new"
     accepted = new.result(timeout=30).json()
     assert accepted["status"] == "Accepted" and accepted["invocationId"] != old
 
@@ -82,8 +86,10 @@ def test_a_request_with_a_purged_idempotency_key_runs_anew_once(short_retention,
     server.failpoint(HOLD, "pause")
     _purge_queued(server, first)
     again = [pool.submit(server.post, "/Once/stamp", "i", headers=key, timeout=60) for _ in range(3)]
-    # One new invocation runs its step while its admission waits behind the purge.
-    assert len(wait_for_lines(effects_dir / "stamp-i", 2)) == 2
+    # One new invocation starts while its admission waits behind the purge; its step waits
+    # for that admission (the barrier).
+    wait_until(lambda: len(set(read_lines(effects_dir / "stamp-i-entered"))) >= 2, what="the new attempt")
+    assert read_lines(effects_dir / "stamp-i") == [first]
     server.failpoint(HOLD, None)
     answers = [f.result(timeout=30) for f in again]
     second = answers[0].json()

@@ -136,15 +136,17 @@ def test_kill_in_wal_mode_during_a_purge(make_server, effects_dir, point: str) -
 
 def _completed_together(server, effects_dir, n: int = 70) -> list[str]:  # type: ignore[no-untyped-def]
     """Resolve the Approval/wp run's promise and make n Once/stamp invocations (idempotency
-    keys p0..), their commits held until every one has run its step, so that all complete
+    keys p0..), their commits held until every one has started, so that all complete
     within a moment of each other; the stamps' invocation ids."""
     server.failpoint("commit.before_write", "pause")
     with ThreadPoolExecutor(n + 1) as many:
         decided = many.submit(server.post, "/Approval/wp/decide", "yes", timeout=60)
         stamps = [many.submit(server.post, "/Once/stamp", f"p{i}", headers={"idempotency-key": f"p{i}"}, timeout=60)
                   for i in range(n)]
+        # Every stamp has started (its step waits for its admission, held with the rest).
         wait_until(lambda: read_lines(effects_dir / "deciding-wp")
-                   and all((effects_dir / f"stamp-p{i}").exists() for i in range(n)), what="every step run")
+                   and all((effects_dir / f"stamp-p{i}-entered").exists() for i in range(n)),
+                   what="every invocation started")
         server.failpoint("commit.before_write", None)
         assert decided.result(timeout=30).json() == "yes"
         return [f.result(timeout=30).json() for f in stamps]
