@@ -94,11 +94,9 @@ def _largest_list(written: dict[str, tuple[Any, bytes, Any]]) -> Optional[str]:
 def kept_after(machine: Machine) -> Optional[dict[str, Kept]]:
     """The decoded values a completed writer leaves for the next one: those lent to it
     that its handler never took, and, of the values it set, the largest flat list, if it
-    still equals its bytes and nothing else holds it (see the module docstring). Only
-    one set value is considered: a second would share nothing with the first only if
-    each is checked alone, which the reference count does not tell for two lists of one
-    handler (the same list set under two names is two references, caught; but keep it
-    simple and cheap)."""
+    still equals its bytes and nothing else holds it (see the module docstring). One set
+    value at most: the reference count proves a list is held by nobody else, which is
+    all that must hold for one value; keeping more would buy little for a hot key."""
     kept: dict[str, Kept] = machine.decoded  # type: ignore[assignment]  # lent by us: Kept
     written = machine.written
     best = _largest_list(written)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
 from pysdk._ids import awakeable_id
@@ -66,12 +65,3 @@ def test_a_storage_failure_during_recovery_stops_the_server(make_server) -> None
     with pytest.raises(RuntimeError, match="exited with 3"):
         server.start()
     assert "storage failed" in server.log()
-
-
-def test_the_server_keeps_serving_after_an_unknown_signal_flood(make_server) -> None:
-    server = make_server(target=CORRECT_APP).start()
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        for _ in range(200):
-            aid = awakeable_id(new_invocation_id(), 1)
-            assert client.post(f"/restate/awakeables/{aid}/resolve", json="x").status_code == 404
-    assert server.post("/Acct/g/deposit", 2).json() == 2
