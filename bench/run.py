@@ -112,13 +112,13 @@ def free_port() -> int:
 class Server:
     """A server subprocess: started, polled for health, stopped with SIGTERM."""
 
-    def __init__(self, cmd: list[str], port: int, logfile: Path, health: str) -> None:
-        self.cmd, self.port, self.logfile, self.health = cmd, port, logfile, health
+    def __init__(self, cmd: list[str], port: int, logfile: Path, health: str, cwd: Path = REPO) -> None:
+        self.cmd, self.port, self.logfile, self.health, self.cwd = cmd, port, logfile, health, cwd
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "Server":
         self._log = open(self.logfile, "w")
-        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT)
         self.wait_healthy()
         return self
 

@@ -25,6 +25,7 @@ class Commits:
                  on_failure: Callable[[BaseException], None] | None = None) -> None:
         self._store = store
         self._loop = loop
+        self.loop = loop  # the server's loop, for futures made per request (no get_running_loop call)
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._failure: BaseException | None = None

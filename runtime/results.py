@@ -33,7 +33,7 @@ class Results:
 
     def expect(self, inv_id: str) -> asyncio.Future[Result]:
         """A future for the result of an invocation that is known to be unfinished."""
-        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Result] = self.commits.loop.create_future()
         self._waiters.setdefault(inv_id, []).append(fut)
         return fut
 

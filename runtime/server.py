@@ -19,6 +19,7 @@ Clients of commits that were not durable were told the outcome is unknown
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -179,6 +180,11 @@ def run(config: ServerConfig) -> None:
     captured: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: captured.append(signum))
+    # What the app and the runtime loaded lives as long as the process: out of the
+    # collector's sight, so that the older generations' collections do not traverse it
+    # (bench/RESULTS.md, 2026-11-27). The thresholds stay Python's: larger ones saved a
+    # little CPU on W2 but each young collection then costs W1's p99 a few hundred us.
+    gc.freeze()
     uvloop.run(serve(config, app))
     for sig in dict.fromkeys(captured):
         signal.signal(sig, signal.SIG_DFL)
