@@ -207,6 +207,10 @@ class Invocation:
     @property
     def persisted(self) -> bool:
         """Whether its record has been written (queued) to the invocations table."""
+    @property
+    def deployment(self) -> str:
+        """The deployment it is pinned to ("dp_..."; "" for in-process handlers, the default):
+        set by `Store.pin_deployment`, restored from its record (recover, get_invocation, wakes)."""
 
 @final
 class Store:
@@ -329,6 +333,14 @@ class Store:
     def resume(self, inv: Invocation) -> int:
         """Mark a backing-off invocation running again (status only; its timer row is deleted).
         Not needed after `fire_timers`, which already does this. NotRunningError if completed."""
+    def pin_deployment(self, inv: Invocation, deployment_id: str) -> int:
+        """Pin `inv` to the deployment it runs on ("" for in-process handlers) for the rest of its
+        life: every later write of its record (status changes, suspend, backoff, complete, signals)
+        keeps it, and recovery restores it on `Invocation.deployment` (Restate's versioning rule).
+        Persisted: its record is rewritten (as it is, plus the deployment) in a commit; returns seq.
+        Not persisted yet: pinned in memory only, returns 0; the record its first durable point
+        writes (progress, admit with persist, ...) carries it. Allowed in any unfinished status
+        (running, inboxed, scheduled, suspended, backing off); NotRunningError once completed."""
     def complete(
         self,
         inv: Invocation,

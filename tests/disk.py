@@ -141,7 +141,7 @@ _INVOCATION_INTS = {5: "kind", 8: "status", 9: "retry_count", 10: "created_ms", 
                     12: "completed_ms", 14: "failure_code", 16: "next_retry_ms", 17: "journal_len",
                     18: "inbox_seq", 20: "caller_entry", 22: "cancel_requested", 23: "retention_ms"}
 _INVOCATION_STRS = {1: "id", 2: "service", 3: "handler", 4: "key", 15: "failure_message", 19: "caller_id",
-                    21: "idempotency_key"}
+                    21: "idempotency_key", 24: "deployment_id"}
 
 
 @dataclass
@@ -170,6 +170,7 @@ class Invocation:
     idempotency_key: str = ""
     cancel_requested: int = 0
     retention_ms: int | None = None  # absent: the server's default retention
+    deployment_id: str = ""  # the deployment it is pinned to; "": in-process handlers
 
     @classmethod
     def decode(cls, buf: bytes) -> "Invocation":

@@ -10,6 +10,11 @@
 //!
 //! The Python `Invocation` object wraps an `Arc<InvocationMeta>`: the store and
 //! the runtime see the same mutable part (status, journal length, ...).
+//!
+//! The deployment an invocation is pinned to (`deployment_id`) is mutable too,
+//! but set once in practice (`Store::pin_deployment`); it is kept apart from
+//! the `Copy` [`InvState`] and written by every encoding of the record, so that
+//! no rewrite (a status change, a suspension, a backoff, the completion) drops it.
 
 use std::sync::Arc;
 
@@ -98,6 +103,8 @@ pub struct InvocationMeta {
     fixed: Vec<u8>,
     input_at: (usize, usize),
     state: Mutex<InvState>,
+    /// The deployment it runs on ("" : in-process handlers); see `Store::pin_deployment`.
+    deployment: Mutex<String>,
 }
 
 fn put_varint(tag: u32, v: u64, buf: &mut Vec<u8>) {
@@ -188,6 +195,7 @@ impl InvocationMeta {
             fixed,
             input_at,
             state: Mutex::new(InvState::default()),
+            deployment: Mutex::new(String::new()),
         }))
     }
 
@@ -205,6 +213,7 @@ impl InvocationMeta {
             inbox_seq: rec.inbox_seq,
             cancel_requested: rec.cancel_requested,
         };
+        *meta.deployment.lock() = rec.deployment_id;
         Ok(meta)
     }
 
@@ -232,6 +241,20 @@ impl InvocationMeta {
         f(&mut self.state.lock())
     }
 
+    /// The deployment it is pinned to ("": none, in-process handlers).
+    pub fn deployment(&self) -> String {
+        self.deployment.lock().clone()
+    }
+
+    /// Pin it to `deployment_id` in memory; every later write of its record carries it.
+    /// The store does this under its lock (`Store::pin_deployment`), which also writes
+    /// the record of a persisted invocation.
+    pub fn set_deployment(&self, deployment_id: &str) {
+        let mut d = self.deployment.lock();
+        d.clear();
+        d.push_str(deployment_id);
+    }
+
     /// Append the record for state `st` (and, once finished, its completion).
     pub fn encode_record_into(&self, st: &InvState, modified_ms: u64, done: Option<&Completion<'_>>, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&self.fixed);
@@ -257,6 +280,7 @@ impl InvocationMeta {
         put_varint(17, st.journal_len as u64, buf);
         put_varint(18, st.inbox_seq, buf);
         put_varint(22, st.cancel_requested as u64, buf);
+        put_str(24, &self.deployment.lock(), buf);
     }
 }
 
@@ -323,6 +347,7 @@ mod tests {
             idempotency_key: String::new(),
             cancel_requested: true,
             retention_ms: Some(0),
+            deployment_id: String::new(),
         };
         assert_eq!(rec, expected);
         let mut buf = Vec::new();
@@ -332,6 +357,27 @@ mod tests {
         assert_eq!(back.input(), m.input());
         assert_eq!(back.headers, m.headers);
         assert_eq!(back.state(), st);
+        assert_eq!(back.deployment(), "");
+    }
+
+    #[test]
+    fn deployment_round_trips_in_every_record() {
+        let m = sample();
+        m.set_deployment("dp_1");
+        let st = InvState { status: STATUS_SUSPENDED, journal_len: 2, persisted: true, ..Default::default() };
+        let mut buf = Vec::new();
+        m.encode_record_into(&st, 5, None, &mut buf);
+        let rec = InvocationRecord::decode(buf.as_slice()).unwrap();
+        assert_eq!(rec.deployment_id, "dp_1");
+        assert_eq!(InvocationMeta::from_record(rec).unwrap().deployment(), "dp_1");
+        let done = Completion { output: Some(b"1"), completed_ms: 9, ..Default::default() };
+        let mut buf = Vec::new();
+        m.encode_record_into(&InvState { status: STATUS_COMPLETED, ..st }, 9, Some(&done), &mut buf);
+        assert_eq!(InvocationRecord::decode(buf.as_slice()).unwrap().deployment_id, "dp_1", "kept by the completed record");
+        m.set_deployment("");
+        let mut buf = Vec::new();
+        m.encode_record_into(&st, 5, None, &mut buf);
+        assert_eq!(InvocationRecord::decode(buf.as_slice()).unwrap().deployment_id, "", "empty: absent");
     }
 
     #[test]

@@ -142,6 +142,12 @@ impl Invocation {
         self.inner.state().persisted
     }
 
+    /// The deployment it is pinned to ("": in-process handlers); see `Store.pin_deployment`.
+    #[getter]
+    fn deployment(&self) -> String {
+        self.inner.deployment()
+    }
+
     fn __repr__(&self) -> String {
         let m = &self.inner;
         let st = m.state();
@@ -257,6 +263,10 @@ impl Store {
 
     fn resume(&self, inv: &Bound<'_, Invocation>) -> PyResult<u64> {
         Ok(self.get()?.resume(&inv.get().inner)?)
+    }
+
+    fn pin_deployment(&self, inv: &Bound<'_, Invocation>, deployment_id: &str) -> PyResult<u64> {
+        Ok(self.get()?.pin_deployment(&inv.get().inner, deployment_id)?)
     }
 
     #[pyo3(signature = (inv, entries, output, failure_code, failure_message, children = None, *, retention_ms = None))]

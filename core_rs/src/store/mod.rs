@@ -393,6 +393,26 @@ impl Store {
         tx.push()
     }
 
+    /// Pin `inv` to the deployment it runs on (`""`: in-process handlers), for the
+    /// rest of its life: every later write of its record carries it and recovery
+    /// restores it. A persisted invocation's record is rewritten (as it is, plus
+    /// the deployment) by a commit whose seq is returned; one not persisted yet is
+    /// pinned in memory only (0), and the record its first durable point writes
+    /// carries it. Allowed in any unfinished status; NotRunning once completed.
+    pub fn pin_deployment(&self, inv: &Arc<InvocationMeta>, deployment_id: &str) -> Result<u64> {
+        let mut inner = self.inner.lock();
+        let st = inv.state();
+        check_unfinished(inv, &st)?;
+        inv.set_deployment(deployment_id);
+        if !st.persisted {
+            return Ok(0);
+        }
+        let extra = inv.input().len() + deployment_id.len() + 128;
+        let mut tx = Tx::new(&mut inner, &self.writer, commit_for(inv, &[], extra), now_ms());
+        tx.set_state(inv, st);
+        tx.push()
+    }
+
     /// Finish `inv` in one commit; for an exclusive handler, hand its key to
     /// the next inboxed invocation, which is returned (now running). Its record is
     /// kept for the server's default retention (see `complete_with_retention`).

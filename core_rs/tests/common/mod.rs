@@ -21,3 +21,16 @@ pub fn reopen(dir: &Path) -> (Store, Vec<String>) {
     let ids = s.recover().unwrap().iter().map(|m| m.id.clone()).collect();
     (s, ids)
 }
+
+/// The record of `inv_id` as RocksDB has it, decoded from the raw row (None: no row).
+/// Opens the directory read-only, so it works beside a live store: it sees the
+/// commits written so far (wait for their seq first).
+pub fn raw_record(dir: &Path, inv_id: &str) -> Option<stead_core::proto::InvocationRecord> {
+    use prost::Message;
+    use stead_core::db::Cf;
+    let names = Cf::ALL.iter().map(|cf| cf.name());
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), dir, names, false).unwrap();
+    let cf = db.cf_handle(Cf::Invocations.name()).unwrap();
+    let raw = db.get_cf(cf, stead_core::keys::invocation(inv_id)).unwrap()?;
+    Some(stead_core::proto::InvocationRecord::decode(raw.as_slice()).unwrap())
+}
