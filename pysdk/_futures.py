@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, Generic, 
 
 from ._awaiting import raise_failure
 from ._errors import TerminalError
-from ._entries import CANCEL_INVOCATION, COMPLETE_PROMISE, GET_PROMISE, PEEK_PROMISE, Entry
+from ._entries import CANCEL_INVOCATION, COMPLETE_PROMISE, GET_PROMISE, PEEK_PROMISE, Completion, Entry
 from ._serde import Codec, Serde
 
 if TYPE_CHECKING:
@@ -193,9 +193,13 @@ class DurablePromise(Generic[T]):
         a rejected promise raises its `TerminalError`. Journaled (PEEK_PROMISE
         holds the outcome), so a replay sees what the first run saw."""
         m, name = self._m, self.name
+        m._check_open()
+        c: Optional[Completion] = None
+        if m.next_recorded() is None:  # live: ask the runtime (on replay the entry holds the answer)
+            c = await m.backend.peek_promise(m, name)
+            m._check_open()  # closed while the runtime answered: journal nothing
 
         def build(i: int) -> Entry:
-            c = m.backend.peek_promise(m, name)
             return (PEEK_PROMISE, name, None, 0, None) if c is None else (PEEK_PROMISE, name, c[0], c[1], c[2])
 
         _, entry = m.command(PEEK_PROMISE, name, build)

@@ -108,8 +108,9 @@ class Backend(Protocol):
         """Raise `TerminalError` (404) for an unknown target, and for a call
         (not a send) to the caller's own exclusive key, which would deadlock."""
 
-    def peek_promise(self, machine: "Machine", name: str) -> Optional[Completion]:
-        """The outcome of the workflow promise `name` if it is completed, else None."""
+    async def peek_promise(self, machine: "Machine", name: str) -> Optional[Completion]:
+        """The outcome of the workflow promise `name` if it is completed, else None
+        (async: a remote runtime answers over the deployment stream)."""
 
 
 class Machine(Awaiting):

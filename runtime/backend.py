@@ -190,7 +190,7 @@ class Attempt:
                 f"{service}/{key}/{handler} is the caller's own key, which the caller holds: "
                 "a call would deadlock; use a send", 400)
 
-    def peek_promise(self, machine: Machine, name: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
+    async def peek_promise(self, machine: Machine, name: str) -> Optional[tuple[Optional[bytes], int, Optional[str]]]:
         outcome, seq = self.invoker.store.peek_promise(self.inv.service, self.inv.key, name)
         self.observe(seq)
         return outcome

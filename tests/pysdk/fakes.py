@@ -274,7 +274,7 @@ class FakeBackend:
             # One run per workflow key: from now on, even before this call is durable.
             self._workflows.add((service, key))
 
-    def peek_promise(self, machine: Machine, name: str) -> Optional[Completion]:
+    async def peek_promise(self, machine: Machine, name: str) -> Optional[Completion]:
         return self.promises.get(name)
 
     def machine(self, *, kind: str = "exclusive", key: str = "k", invocation_id: str = "inv_1",

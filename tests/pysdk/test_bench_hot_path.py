@@ -24,7 +24,7 @@ class NullBackend:
     def check_target(self, service: str, handler: str, key: Optional[str], is_send: bool) -> None:
         return None
 
-    def peek_promise(self, machine: Machine, name: str) -> Optional[Completion]:
+    async def peek_promise(self, machine: Machine, name: str) -> Optional[Completion]:
         return None
 
 
