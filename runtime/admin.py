@@ -5,6 +5,7 @@
     PATCH  /invocations/{id}/kill       stops at once, no compensation; kills callees too
     DELETE /invocations/{id}?mode=cancel|kill   (Restate's older form of the same)
     GET    /health
+    POST   /deployments, GET /deployments[/{id}], DELETE /deployments/{id}: see admin_deployments.py
     PUT    /debug/failpoints/{name}     body: actions in the `fail` crate's syntax (e.g. pause);
     DELETE /debug/failpoints/{name}     only with STEAD_DEBUG_FAILPOINTS=1 and an extension built
                                         with the failpoints feature (tests hold or fail the writer)
@@ -19,7 +20,7 @@ import logging
 import os
 from urllib.parse import parse_qs, unquote
 
-from runtime import _core
+from runtime import _core, admin_deployments
 from runtime.http import HttpError, Receive, Scope, Send, error_body, json_body, lifespan, read_body, respond
 from runtime.invoker import Invoker
 
@@ -53,6 +54,9 @@ class Admin:
         method = scope["method"]
         if parts == ["health"]:
             await respond(send, 200, b'{"status":"ok"}')
+            return
+        if parts[0] == "deployments":
+            await admin_deployments.handle(self.invoker, parts, scope, receive, send)
             return
         if len(parts) == 3 and parts[:2] == ["debug", "failpoints"] and _failpoints_enabled():
             await self._failpoint(unquote(parts[2]), method, scope, receive, send)

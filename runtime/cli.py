@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from runtime.cli_deployments import add_parsers, run_deployments, run_keys
 from runtime.config import ServerConfig
 
 
@@ -46,11 +47,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--retention", type=_duration, default=24 * 3600.0,
                        help="how long completed invocations are kept, e.g. 24h (default)")
     serve.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--signing-key", default="",
+                       help="ed25519 private key (PEM) that signs every request to deployments "
+                            "(see `stead keys generate`)")
+    dep = sub.add_parser("deployment", help="run handlers as a deployment that a runtime calls over gRPC")
+    dsub = dep.add_subparsers(dest="action", required=True)
+    dserve = dsub.add_parser("serve", help="serve an app's handlers to registered runtimes",
+                             add_help=False)
+    dserve.add_argument("rest", nargs=argparse.REMAINDER)
+    add_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "deployment":
+        from pysdk._deployment.server import main as deployment_main
+
+        return deployment_main(args.rest)
+    if args.command == "deployments":
+        return run_deployments(args)
+    if args.command == "keys":
+        return run_keys(args)
     if args.command == "serve":
         from runtime import _core
         from runtime.server import StorageFailed, run
@@ -60,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             admin_host=args.admin_host, admin_port=args.admin_port, suspend_after_s=args.suspend_after,
             durability=args.durability, always_replay=args.always_replay,
             max_body_bytes=args.max_body, retention_s=args.retention, log_level=args.log_level,
+            signing_key=args.signing_key,
         )
         try:
             run(config)

@@ -29,7 +29,9 @@ from pysdk._machine import Lent, Machine, NonDeterminismError, ReplayRequested
 from runtime import _core
 from runtime.backend import KINDS, WRITERS, Attempt, Killed, Refused
 from runtime.commits import Commits
+from runtime.deployments import Catalog, RemoteHandlerSpec, Registry
 from runtime.ids import new_invocation_id, now_ms
+from runtime.remote import Channels, DeploymentError, Directory, RemoteMachine
 from runtime.results import Result, Results
 from runtime.retention import Retention
 from runtime.retry import RetryPolicy
@@ -46,9 +48,16 @@ class Invoker:
     def __init__(self, store: _core.Store, app: App, commits: Commits, *,
                  always_replay: bool = False, retry_policy: RetryPolicy = RetryPolicy(),
                  suspend_after_s: float = 5.0,
-                 on_storage_failure: Optional[Callable[[BaseException], None]] = None) -> None:
+                 on_storage_failure: Optional[Callable[[BaseException], None]] = None,
+                 registry: Optional[Registry] = None) -> None:
         self.store = store
-        self.app = app
+        # Every service served: the app's, and the registered deployments' (runtime/deployments.py).
+        self.app: App = registry.catalog if registry is not None else app
+        self.registry = registry
+        self.remote_channels = Channels()
+        self.directory = Directory(self.app if isinstance(self.app, Catalog) else Catalog(app))
+        if registry is not None:
+            registry.on_change.append(self._catalog_changed)
         self.commits = commits
         self.cache = StateCache(store)
         self.results = Results(store, commits)
@@ -67,8 +76,19 @@ class Invoker:
         self._on_storage_failure = on_storage_failure
         self._limit_cache: dict[tuple[str, str], Limits] = {}
         # How long each completed invocation is kept (its service's/handler's retention options).
-        self.retention = Retention(app)
+        self.retention = Retention(self.app)
         self.failed: Optional[BaseException] = None
+
+    def _catalog_changed(self) -> None:
+        """A deployment was registered or removed: options resolved per handler are stale."""
+        self.directory.invalidate()
+        self._policies.clear()
+        self._limit_cache.clear()
+        self.retention = Retention(self.app)
+
+    def pinned_to(self, deployment_id: str) -> int:
+        """Invocations in memory pinned to a deployment (running or waiting)."""
+        return sum(1 for a in self.live.values() if a.inv.deployment == deployment_id)
 
     # ---- entry points -------------------------------------------------------------------
 
@@ -219,6 +239,13 @@ class Invoker:
             attempt.task = asyncio.current_task()
         self.live[inv.id] = attempt
         try:
+            remote = isinstance(spec, RemoteHandlerSpec)
+            if remote:
+                try:
+                    deployment = self._deployment(inv, cast(RemoteHandlerSpec, spec))
+                except DeploymentError as exc:
+                    self._backoff(inv, spec, exc)
+                    return
             while True:
                 decoded = None
                 if inv.kind in WRITERS:
@@ -229,18 +256,24 @@ class Invoker:
                 else:
                     state, seq = self.cache.get(inv.service, inv.key)
                     attempt.observe(seq)
-                machine = Machine(invocation_id=inv.id, key=inv.key, handler_kind=spec.kind,
-                                  state=state, replay=journal, backend=attempt,
-                                  headers=inv.headers, attempt=inv.retry_count,
-                                  always_replay=self.always_replay, body=inv.input,
-                                  completions=completions, cancelled=inv.cancel_requested,
-                                  idempotency_key=inv.idempotency_key,
-                                  decoded=cast("Optional[dict[str, Lent]]", decoded))
+                if remote:
+                    # The same attempt, its handler in a deployment (runtime/remote.py).
+                    machine = RemoteMachine(self, attempt, deployment, inv, state, journal, completions)
+                    running = machine.run()
+                else:
+                    machine = Machine(invocation_id=inv.id, key=inv.key, handler_kind=spec.kind,
+                                      state=state, replay=journal, backend=attempt,
+                                      headers=inv.headers, attempt=inv.retry_count,
+                                      always_replay=self.always_replay, body=inv.input,
+                                      completions=completions, cancelled=inv.cancel_requested,
+                                      idempotency_key=inv.idempotency_key,
+                                      decoded=cast("Optional[dict[str, Lent]]", decoded))
+                    running = spec.invoke(machine, value)
                 attempt.machine = machine
                 output: Optional[bytes]
                 message: Optional[str]
                 try:
-                    output = await spec.invoke(machine, value)
+                    output = await running
                 except BaseException as exc:
                     # A closed attempt ended for the reason it was closed, whatever the
                     # handler raised while it unwound.
@@ -306,6 +339,21 @@ class Invoker:
         # Always through `finished`, waiters or not: an attach arriving before this commit is
         # written must find the result there (the table on disk does not show it yet).
         await self.results.finished(inv.id, seq, (output, code, message))
+
+    def _deployment(self, inv: _core.Invocation, spec: RemoteHandlerSpec):  # type: ignore[no-untyped-def]
+        """The deployment an attempt of `inv` runs on: the one it started on (Restate's
+        versioning rule: its journal was written by that code), else the newest that
+        offers its service, to which it is pinned from now on."""
+        assert self.registry is not None
+        pinned = inv.deployment
+        if pinned:
+            dep = self.registry.deployments.get(pinned)
+            if dep is None:
+                raise DeploymentError(f"deployment {pinned}, which {inv.id} started on, was removed")
+            return dep
+        dep = self.registry.get(spec.deployment_id)
+        self.store.pin_deployment(inv, dep.id)
+        return dep
 
     def _backoff(self, inv: _core.Invocation, spec: HandlerSpec, exc: Exception) -> None:
         policy = self._policy(spec)
@@ -425,6 +473,7 @@ class Invoker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        self.remote_channels.close()
 
 
 _UNPARSED = object()

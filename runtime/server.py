@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Optional
 
 import anyio
 import uvicorn
@@ -36,6 +37,8 @@ from runtime import _core
 from runtime.admin import Admin, Router
 from runtime.commits import Commits
 from runtime.config import ServerConfig
+from runtime.deployments import Catalog, Registry
+from runtime.identity import RequestSigner
 from runtime.ids import now_ms
 from runtime.ingress import Ingress
 from runtime.invoker import Invoker
@@ -80,8 +83,12 @@ async def serve(config: ServerConfig, app: App) -> None:
             server.should_exit = True
 
     commits = Commits(store, loop, lambda exc: invoker.storage_failed(exc))
+    # The services served: the app's and those of the deployments registered so far.
+    registry = Registry(config.data_dir, Catalog(app), _signer(config))
+    app = registry.catalog
     invoker = Invoker(store, app, commits, always_replay=config.always_replay,
-                      suspend_after_s=config.suspend_after_s, on_storage_failure=on_storage_failure)
+                      suspend_after_s=config.suspend_after_s, on_storage_failure=on_storage_failure,
+                      registry=registry)
     try:
         resumed = invoker.recover()
         if resumed:
@@ -120,6 +127,11 @@ async def serve(config: ServerConfig, app: App) -> None:
                 on_storage_failure(exc)
     if failures:
         raise StorageFailed(str(failures[0])) from failures[0]
+
+
+def _signer(config: ServerConfig) -> Optional[RequestSigner]:
+    """Signs every request to a deployment (Restate's request identity), if configured."""
+    return RequestSigner.from_pem_file(config.signing_key) if config.signing_key else None
 
 
 def _listen(host: str, port: int) -> socket.socket:

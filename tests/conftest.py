@@ -12,7 +12,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import httpx
 import pytest
@@ -207,6 +207,99 @@ class SteadServer:
         assert resp.status_code == 200, resp.text
 
 
+class DeploymentProcess:
+    """One `stead deployment serve` subprocess (handlers served over gRPC to a runtime),
+    on a port the kernel picks, announced in its ready file like `SteadServer`."""
+
+    def __init__(self, target: str, work_dir: Path, effects_dir: Path, *,
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.target = target
+        self.effects_dir = effects_dir
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        number = next(_server_numbers)
+        self.log_path = work_dir / f"deployment-{number}.log"
+        self.ready_path = work_dir / f"deployment-{number}.ready.json"
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "DeploymentProcess":
+        self.ready_path.unlink(missing_ok=True)
+        env = dict(os.environ, STEAD_TEST_EFFECTS=str(self.effects_dir), PYTHONPATH=str(ROOT), **self.env)
+        cmd = [sys.executable, "-m", "runtime.cli", "deployment", "serve", self.target, "--port", "0",
+               "--ready-file", str(self.ready_path), *self.extra_args]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = self.proc
+
+        def announced() -> dict[str, int]:
+            if proc.poll() is not None:
+                raise RuntimeError(f"stead deployment serve exited with {proc.returncode}:\n{self.log()}")
+            try:
+                return json.loads(self.ready_path.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                return {}
+
+        ready = wait_until(announced, timeout, "the deployment's ready file")
+        if ready["pid"] != proc.pid:
+            raise RuntimeError(f"the ready file names pid {ready['pid']}, not our child {proc.pid}")
+        self.port = ready["port"]
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=timeout)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class RemoteSteadServer(SteadServer):
+    """A `stead serve` with no handlers of its own and the app's handlers in a
+    deployment process, registered at the first start (the registration is kept in the
+    data directory, so a restarted runtime still routes to it). Tests use it exactly as
+    a `SteadServer` serving the app in-process."""
+
+    def __init__(self, data_dir: Path, effects_dir: Path, *, target: str, **kwargs: Any) -> None:
+        super().__init__(data_dir, effects_dir, target=EMPTY_APP, **kwargs)
+        self.deployment = DeploymentProcess(target, data_dir.parent, effects_dir, env=self.env)
+        self.registered = False
+
+    def start(self, timeout: float = 30.0, tries: int = 5) -> "SteadServer":
+        if self.deployment.proc is None or self.deployment.proc.poll() is not None:
+            self.deployment.start()
+        super().start(timeout, tries)
+        if not self.registered:
+            register(self, self.deployment)
+            self.registered = True
+        return self
+
+    def log(self) -> str:
+        return super().log() + "\n--- deployment ---\n" + self.deployment.log()
+
+
+EMPTY_APP = "tests.apps.empty:application"
+
+
+def register(server: SteadServer, deployment: DeploymentProcess) -> dict:
+    """Register a deployment with a running server through its admin API."""
+    resp = server.admin("POST", "/deployments", json.dumps({"uri": deployment.uri}).encode())
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
 @pytest.fixture
 def effects_dir(tmp_path: Path) -> Path:
     path = tmp_path / "effects"
@@ -222,19 +315,30 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_server(tmp_path: Path, effects_dir: Path, mode: str) -> Iterator:
+    """`make(**kwargs)`: a SteadServer, or with `placement="remote"` a RemoteSteadServer
+    (the app's handlers in a deployment process)."""
     servers: list[SteadServer] = []
 
-    def make(**kwargs: object) -> SteadServer:
+    def make(placement: str = "local", **kwargs: Any) -> SteadServer:
         kwargs.setdefault("always_replay", mode == "replay")
-        server = SteadServer(tmp_path / "data", effects_dir, **kwargs)  # type: ignore[arg-type]
+        cls = RemoteSteadServer if placement == "remote" else SteadServer
+        server = cls(tmp_path / "data", effects_dir, **kwargs)
         servers.append(server)
         return server
 
     yield make
     for server in servers:
-        if server.proc is not None and server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait()
+        procs = [server.proc] + ([server.deployment.proc] if isinstance(server, RemoteSteadServer) else [])
+        for proc in procs:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(params=["local", "remote"])
+def placement(request: pytest.FixtureRequest) -> str:
+    """Where the handlers run: in the runtime's process, or in a deployment over gRPC."""
+    return request.param
 
 
 @pytest.fixture
@@ -248,9 +352,10 @@ FAILPOINTS_ENV = {"STEAD_DEBUG_FAILPOINTS": "1"}
 
 
 @pytest.fixture
-def flow(make_server) -> SteadServer:  # type: ignore[no-untyped-def]
-    """A server of the control-flow test app (tests/apps/flowapp.py), in both modes."""
-    return make_server(target=FLOW_APP).start()
+def flow(make_server, placement: str) -> SteadServer:  # type: ignore[no-untyped-def]
+    """A server of the control-flow test app (tests/apps/flowapp.py), in both modes, with
+    its handlers in-process and in a deployment."""
+    return make_server(target=FLOW_APP, placement=placement).start()
 
 
 BEHAVIOUR_APP = "tests.apps.behaviourapp:application"

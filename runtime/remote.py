@@ -1,0 +1,384 @@
+"""The runtime's side of an attempt whose handler runs in a deployment.
+
+`RemoteMachine` stands where pysdk's `Machine` stands for an in-process handler:
+the invoker runs it in the same attempt loop, with the same `Attempt` as its
+backend, and it answers the invoker and the `Attempt` through the same surface
+(`state`, `take_pending`, `take_children`, `complete`, `cancel`, `close`,
+`closed`, `awaiting`). Its `run` opens one `Invoke` stream to the deployment and
+turns what the deployment's machine sends into what the in-process machine would
+have done:
+
+    Flush       -> Attempt.flush (one commit: journal, state effects, callees),
+                   then Ack once durable
+    Await       -> the suspension rule of Attempt.wait: waiting longer than the
+                   threshold (at once in forced-replay mode) suspends the
+                   invocation in the store and sends Stop(SUSPENDED)
+    PeekPromise -> the store's peek, then PeekResult
+    End         -> the attempt's outcome (output, TerminalError, or a retryable
+                   failure), with the entries and callees of the completing commit
+
+Completions and cancellation reach the deployment as the invoker delivers them.
+A stream that breaks, a deployment that does not answer, or a malformed message
+fails the attempt with an ordinary error: the retry policy applies and the next
+attempt resumes from the journal, which holds only what was committed.
+
+The barrier (DESIGN.md): every message to the deployment leaves through one
+sender, which first waits until everything the attempt has observed is durable
+(`commits.wait(attempt.observed)`): the eager state of Start, peeked promises,
+and, because they are delivered only after their commit is, completions and acks.
+So a step body that runs on the deployment never gets ahead of an fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Optional
+
+import betterproto2
+import grpclib.exceptions
+from grpclib.client import Channel, Stream
+from grpclib.const import Cardinality
+
+from pysdk._deployment.convert import (child_from_msg, completion_from_msg, completion_to_msg, entry_from_msg,
+                                       entry_to_msg, headers_to_msg)
+from pysdk._commands import REFUSED, label
+from pysdk._entries import CLEAR_ALL, CLEAR_STATE, RUN, SET_STATE
+from pysdk._errors import NonDeterminismError, ReplayRequested, RetryableError, Suspended, TerminalError
+from pysdk._machine import Child
+from pysdk._proto.stead.deployment import v1 as pb
+from runtime import _core
+from runtime.backend import Killed, Refused
+from runtime.deployments import INVOKE_PATH, Catalog, Deployment, parse_uri
+
+if TYPE_CHECKING:
+    from runtime.backend import Attempt
+    from runtime.invoker import Invoker
+
+log = logging.getLogger("stead.remote")
+
+# Why an attempt was closed -> what the deployment is told (it drops the coroutine in
+# every case; anything else, e.g. an abort timeout or a shutdown, is SHUTDOWN).
+_STOP_REASONS = {Suspended: pb.StopReason.SUSPENDED, Killed: pb.StopReason.KILLED, Refused: pb.StopReason.KILLED}
+
+
+class DeploymentError(Exception):
+    """The deployment failed the attempt without an outcome (down, refused, broke the
+    stream, sent something malformed): retried under the handler's retry policy."""
+
+
+class RemoteRetryable(RetryableError):
+    """The handler raised a retryable error in the deployment."""
+
+
+class NonDeterminism(NonDeterminismError):
+    """The deployment's journal no longer matches its code (retried, logged at error level)."""
+
+
+class Channels:
+    """One HTTP/2 connection per deployment, shared by its streams."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, Channel] = {}
+
+    def get(self, dep: Deployment) -> Channel:
+        channel = self._channels.get(dep.id)
+        if channel is None:
+            host, port = parse_uri(dep.uri)
+            channel = self._channels[dep.id] = Channel(host, port)
+        return channel
+
+    def drop(self, deployment_id: str) -> None:
+        channel = self._channels.pop(deployment_id, None)
+        if channel is not None:
+            channel.close()
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+
+class Directory:
+    """The serialized Directory of the catalog sent in Start (rebuilt when it changes)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._bytes: Optional[bytes] = None
+
+    def invalidate(self) -> None:
+        self._bytes = None
+
+    def bytes(self) -> bytes:
+        if self._bytes is None:
+            services = [pb.DirectoryService(name=svc.name, type=svc.service_type,
+                                            handlers={h: spec.kind for h, spec in svc.handlers.items()})
+                        for svc in self.catalog.services.values()]
+            self._bytes = bytes(pb.Directory(services=services))
+        return self._bytes
+
+
+class RemoteMachine:
+    """See the module docstring."""
+
+    def __init__(self, invoker: "Invoker", attempt: "Attempt", dep: Deployment, inv: _core.Invocation,
+                 state: dict[str, bytes], journal: list, completions: Optional[dict]) -> None:
+        self.invoker = invoker
+        self.attempt = attempt
+        self.dep = dep
+        self.inv = inv
+        # The key's state as the handler's committed entries leave it (the cache gets it).
+        self.state: dict[str, bytes] = dict(state)
+        self.decoded: dict[str, Any] = {}  # nothing is lent to a remote handler
+        self.written: dict[str, Any] = {}
+        self.awaiting: list[int] = []
+        self._journal = journal
+        self._next_index = len(journal)  # the journal index of the next entry taken
+        self._completions = completions or {}
+        self._pending: list[Any] = []
+        self._children: list[Child] = []
+        self._closed: Optional[type[BaseException]] = None
+        self._out: asyncio.Queue[Optional[pb.RuntimeMessage]] = asyncio.Queue()
+        self._task: Optional[asyncio.Task[Any]] = None
+        self._suspender: Optional[asyncio.Task[None]] = None
+
+    # ---- what the invoker and the Attempt read and call (pysdk Machine's surface) -----
+
+    @property
+    def closed(self) -> Optional[type[BaseException]]:
+        return self._closed
+
+    def take_pending(self) -> list[Any]:
+        pending, self._pending = self._pending, []
+        return pending if self._closed is None else []
+
+    def take_children(self) -> list[Child]:
+        children, self._children = self._children, []
+        return children if self._closed is None else []
+
+    def complete(self, index: int, value: Optional[bytes], code: int, message: Optional[str]) -> None:
+        self._stop_suspender()
+        self._send(pb.RuntimeMessage(completion=completion_to_msg(index, (value, code, message))))
+
+    def cancel(self) -> None:
+        self._stop_suspender()
+        self._send(pb.RuntimeMessage(cancel=pb.Cancel()))
+
+    def close(self, reason: type[BaseException]) -> None:
+        if self._closed is not None:
+            return
+        self._closed = reason
+        self._pending, self._children = [], []
+        self._stop_suspender()
+        stop = _STOP_REASONS.get(reason, pb.StopReason.SHUTDOWN)
+        self._send(pb.RuntimeMessage(stop=pb.Stop(reason=stop)))
+        self._out.put_nowait(None)  # the sender ends the stream after the Stop
+        task = self._task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()  # `run` turns the cancellation into `reason`
+
+    def attempt_ended(self) -> None:
+        pass
+
+    def _send(self, msg: pb.RuntimeMessage) -> None:
+        if self._closed is None or msg.stop is not None:
+            self._out.put_nowait(msg)
+
+    # ---- the stream ------------------------------------------------------------------
+
+    async def run(self) -> bytes:
+        """The attempt's output; TerminalError, or another exception to retry; the close
+        reason if the attempt was closed (suspended, killed)."""
+        self._task = asyncio.current_task()
+        channel = self.invoker.remote_channels.get(self.dep)
+        sender: Optional[asyncio.Task[None]] = None
+        try:
+            async with channel.request(INVOKE_PATH, Cardinality.STREAM_STREAM, pb.RuntimeMessage,
+                                       pb.DeploymentMessage,
+                                       metadata=self.invoker.registry.metadata(INVOKE_PATH)) as stream:
+                await stream.send_request()
+                self._out.put_nowait(pb.RuntimeMessage(start=self._start()))
+                sender = asyncio.create_task(self._sender(stream))
+                try:
+                    return await self._receive(stream)
+                finally:
+                    # End our side of the stream (grpclib requires it before the call ends).
+                    self._out.put_nowait(None)
+                    if not sender.done():
+                        await asyncio.wait((sender,), timeout=5.0)
+        except asyncio.CancelledError:
+            if self._closed is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            raise self._closed() from None
+        except grpclib.exceptions.GRPCError as exc:
+            if self._closed is not None:
+                raise self._closed() from None
+            raise DeploymentError(f"deployment {self.dep.id} ({self.dep.uri}) failed the invocation: "
+                                  f"{exc.status.name}: {exc.message}") from None
+        except (OSError, grpclib.exceptions.StreamTerminatedError, ConnectionError) as exc:
+            if self._closed is not None:
+                raise self._closed() from None
+            raise DeploymentError(f"deployment {self.dep.id} ({self.dep.uri}) is unreachable or broke the "
+                                  f"stream: {exc or type(exc).__name__}") from None
+        finally:
+            self._stop_suspender()
+            if sender is not None and not sender.done():
+                sender.cancel()
+
+    def _start(self) -> pb.Start:
+        inv = self.inv
+        return pb.Start(
+            protocol_version=self.dep.protocol_version, invocation_id=inv.id, service=inv.service,
+            handler=inv.handler, key=inv.key, input=inv.input, headers=headers_to_msg(inv.headers),
+            state=[pb.StateValue(name=k, value=v) for k, v in self.state.items()],
+            journal=[entry_to_msg(e) for e in self._journal],
+            completions=[completion_to_msg(i, c) for i, c in self._completions.items()],
+            retry_count=inv.retry_count, always_replay=self.invoker.always_replay,
+            cancelled=inv.cancel_requested, idempotency_key=inv.idempotency_key,
+            directory=self.invoker.directory.bytes())
+
+    async def _sender(self, stream: Stream) -> None:
+        commits = self.invoker.commits
+        attempt = self.attempt
+        while True:
+            msg = await self._out.get()
+            if msg is None:
+                try:
+                    await stream.end()
+                except Exception:  # noqa: BLE001 - the deployment already closed the stream
+                    pass
+                return
+            # The barrier: nothing leaves before what the attempt has seen is durable.
+            await commits.wait(attempt.observed)
+            await stream.send_message(msg)
+
+    async def _receive(self, stream: Stream) -> bytes:
+        attempt = self.attempt
+        while True:
+            msg = await stream.recv_message()
+            if self._closed is not None:
+                raise self._closed()
+            if msg is None:
+                if self.invoker.always_replay:
+                    raise ReplayRequested()  # the deployment's machine asked for a replay
+                raise DeploymentError(f"deployment {self.dep.id} ended the stream without an outcome")
+            self._stop_suspender()
+            which, body = betterproto2.which_one_of(msg, "message")
+            if which == "flush":
+                refused = self._take(body.entries, body.children)
+                await attempt.flush(self)  # type: ignore[arg-type]
+                if refused:
+                    self.close(ReplayRequested)
+                    raise ReplayRequested()
+                self._send(pb.RuntimeMessage(ack=pb.Ack(flush_id=body.flush_id)))
+            elif which == "await_":
+                self.awaiting = list(body.indexes)
+                self._suspender = asyncio.create_task(self._suspend_later())
+            elif which == "peek_promise":
+                outcome, seq = self.invoker.store.peek_promise(self.inv.service, self.inv.key, body.name)
+                attempt.observe(seq)
+                self._send(pb.RuntimeMessage(peek_result=pb.PeekResult(
+                    request_id=body.request_id, outcome=None if outcome is None else completion_to_msg(0, outcome))))
+            elif which == "end":
+                return await self._end(body)
+            else:
+                raise DeploymentError(f"deployment {self.dep.id} sent an unknown message ({which})")
+
+    def _take(self, entries: list[pb.Entry], children: list[pb.Child]) -> bool:
+        """Entries and callees to commit next, checked before anything is written, and
+        their effects on the live state view. True if a call was refused (see `_refuse`)."""
+        try:
+            taken = [entry_from_msg(e) for e in entries]
+            kids = [child_from_msg(c) for c in children]
+        except (TypeError, ValueError) as exc:
+            raise DeploymentError(f"deployment {self.dep.id} sent a malformed entry: {exc}") from None
+        base = self._next_index
+        self._next_index += len(taken)
+        refused = self._refuse(taken, kids, base)
+        state = self.state
+        for kind, name, value, _, _ in taken:
+            if kind == SET_STATE:
+                if name is None or value is None:
+                    raise DeploymentError(f"deployment {self.dep.id} sent SET_STATE without name or value")
+                state[name] = value
+            elif kind == CLEAR_STATE and name is not None:
+                state.pop(name, None)
+            elif kind == CLEAR_ALL:
+                state.clear()
+        self._pending.extend(taken)
+        self._children.extend(kids)
+        return refused
+
+    def _refuse(self, taken: list[Any], kids: list[Child], base: int) -> bool:
+        """The runtime's own check of each callee (Attempt.check_target): the deployment
+        checks targets against the Directory it was sent, but whether a workflow key has
+        already run is in the store. In-process a refused call raises TerminalError where
+        the handler makes it, journaled as a failed RUN; here the call was journaled
+        already, so the entries from the refused call on are replaced by that RUN, and the
+        attempt is replayed: the handler then meets the refusal where it made the call,
+        as in-process. (A step journaled after the call in the same flush has run once.)"""
+        for child in kids:
+            index, _, service, handler, key, _, _, _, _, is_send = child
+            try:
+                self.attempt.check_target(service, handler, key, is_send)
+            except TerminalError as exc:
+                pos = index - base
+                if not 0 <= pos < len(taken):
+                    raise DeploymentError(f"deployment {self.dep.id} sent a callee of entry {index}, "
+                                          f"not among its entries {base}..{base + len(taken) - 1}") from None
+                del taken[pos:]
+                taken.append((RUN, REFUSED + label(service, handler, key), None, exc.status_code, exc.message))
+                kids[:] = [c for c in kids if c[0] < index]
+                return True
+        return False
+
+    async def _end(self, end: pb.End) -> bytes:
+        if self._take(end.entries, end.children):
+            await self.attempt.flush(self)  # type: ignore[arg-type]
+            self.close(ReplayRequested)
+            raise ReplayRequested()
+        which, outcome = betterproto2.which_one_of(end, "outcome")
+        if which == "output":
+            return bytes(outcome)
+        if which == "terminal":
+            raise TerminalError(outcome.message, outcome.code or 500)
+        if which == "retryable":
+            self._pending, self._children = [], []  # a failed attempt commits nothing more
+            if outcome.non_determinism:
+                raise NonDeterminism(outcome.message)
+            exc = RemoteRetryable(outcome.message)
+            if outcome.retry_after_ms is not None:
+                exc.retry_after = timedelta(milliseconds=outcome.retry_after_ms)
+            raise exc
+        raise DeploymentError(f"deployment {self.dep.id} ended without an outcome")
+
+    # ---- suspension (Attempt.wait's rule, for a handler that waits remotely) ----------
+
+    def _stop_suspender(self) -> None:
+        task = self._suspender
+        if task is not None:
+            self._suspender = None
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def _suspend_later(self) -> None:
+        invoker = self.invoker
+        inactivity = self.attempt.limits.inactivity_s
+        timeout = 0.0 if invoker.always_replay else (
+            invoker.suspend_after_s if inactivity is None else inactivity)
+        if timeout > 0:
+            await asyncio.sleep(timeout)
+        if self._closed is not None:
+            return
+        try:
+            suspended = invoker.store.suspend(self.inv, list(self.awaiting))
+        except _core.NotRunningError:  # killed meanwhile: its WAKE_KILL is on its way
+            self.attempt.close(Refused)
+            return
+        if suspended:
+            self.attempt.close(Suspended)
+        # else a completion is on its way (committed, not yet delivered): keep waiting
