@@ -21,6 +21,7 @@ One command (`bench/run`, which activates .venv and runs this file):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -43,6 +44,7 @@ OUT = BENCH / "out"
 SHARED = Path("../shared/bench")  # relative to REPO (wrk runs with cwd=REPO); not copied
 RESULTS_MD = BENCH / "RESULTS.md"
 APP = "examples.cart:application"
+EMPTY_APP = "bench.empty:application"  # the runtime of the remote workloads serves no handler itself
 W3_IN_FLIGHT = 32  # W3's connection count: how far count may exceed ok2xx
 
 # id -> (lua script, threads, connections, seconds, warm-up seconds), from WORKLOADS.md
@@ -52,7 +54,11 @@ WORKLOADS = {
     "W3": ("w3_hot_key.lua", 2, 32, 20, 0),
     "W4": ("w4_steps.lua", 1, 1, 20, 0),
     "W5": ("w5_saga.lua", 1, 1, 10, 0),
+    # W1 and W4 with the handlers in a deployment process (gRPC), the runtime serving none.
+    "W1R": ("w1_cart_latency.lua", 1, 1, 20, 5),
+    "W4R": ("w4_steps.lua", 1, 1, 20, 0),
 }
+REMOTE = {"W1R", "W4R"}
 # id -> (text, check(result) -> bool)
 TARGETS = {
     "W1": ("p50 ≤ 0.40 ms, p99 ≤ 1 ms", lambda r: r["p50_ms"] <= 0.40 and r["p99_ms"] <= 1.0),
@@ -60,10 +66,13 @@ TARGETS = {
     "W3": ("≥ 4,000 req/s", lambda r: r["rps"] >= 4000),
     "W4": ("p50 ≤ 1.2 ms", lambda r: r["p50_ms"] <= 1.2),
     "W5": ("p50 ≤ 1.8 ms", lambda r: r["p50_ms"] <= 1.8),
+    # W1R's other target (≤ 2× W1 of the same run) is checked in `render`.
+    "W1R": ("p50 ≤ 1.0 ms and ≤ 2× W1", lambda r: r["p50_ms"] <= 1.0),
+    "W4R": ("p50 ≤ 2.0 ms", lambda r: r["p50_ms"] <= 2.0),
 }
 RESTATE_REF = {  # Restate 1.7 measured on this machine class (another day: context, not a ratio)
     "W1": "p50 3.0 ms / p99 5.0 ms", "W2": "~800 req/s", "W3": "~280 req/s",
-    "W4": "p50 7 ms", "W5": "p50 10 ms",
+    "W4": "p50 7 ms", "W5": "p50 10 ms", "W1R": "p50 3.0 ms", "W4R": "p50 7 ms",
 }
 
 
@@ -152,6 +161,39 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
+class Deployment:
+    """A `stead deployment serve` subprocess: started, waited for until its port accepts
+    connections, stopped with SIGTERM."""
+
+    def __init__(self, cmd: list[str], port: int, logfile: Path) -> None:
+        self.cmd, self.port, self.logfile = cmd, port, logfile
+
+    def __enter__(self) -> "Deployment":
+        self._log = open(self.logfile, "w")
+        self.proc = subprocess.Popen(self.cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"deployment exited with {self.proc.returncode}:\n"
+                                   + self.logfile.read_text()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("deployment not listening after 60 s")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
 def request(method: str, port: int, path: str, body: bytes | None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -213,12 +255,24 @@ def http_floor(args, run_dir: Path, log) -> dict:
 def run_workload(wid: str, args, run_dir: Path, stamp: str, log) -> dict:
     script, threads, conns, seconds, warmup = WORKLOADS[wid]
     data_dir = OUT / f"data-{stamp}-{wid}"
-    port = free_port()
-    cmd = [sys.executable, "-m", "runtime.cli", "serve", APP, "--data-dir", str(data_dir),
-           "--port", str(port), "--durability", args.durability]
+    port, admin_port = free_port(), free_port()
+    remote = wid in REMOTE
+    cmd = [sys.executable, "-m", "runtime.cli", "serve", EMPTY_APP if remote else APP, "--data-dir", str(data_dir),
+           "--port", str(port), "--admin-port", str(admin_port), "--durability", args.durability]
     log(f"== {wid}: {' '.join(cmd)}")
     try:
-        with Server(cmd, port, run_dir / f"server-{wid}.log", "/restate/health") as srv:
+        with contextlib.ExitStack() as stack:
+            if remote:
+                dep_port = free_port()
+                dep_cmd = [sys.executable, "-m", "runtime.cli", "deployment", "serve", APP, "--port", str(dep_port)]
+                log(f"== {wid} deployment: {' '.join(dep_cmd)}")
+                stack.enter_context(Deployment(dep_cmd, dep_port, run_dir / f"deployment-{wid}.log"))
+            srv = stack.enter_context(Server(cmd, port, run_dir / f"server-{wid}.log", "/restate/health"))
+            if remote:
+                status, body = request("POST", admin_port, "/deployments",
+                                       json.dumps({"uri": f"http://127.0.0.1:{dep_port}"}).encode())
+                if status != 201:
+                    raise RuntimeError(f"registering the deployment failed: {status} {body[:300]!r}")
             if warmup and args.warmup:
                 log(f"-- {wid} warm-up ({args.warmup:g} s, discarded)")
                 run_wrk(srv.url, SHARED / script, threads, conns, args.warmup, log)
@@ -332,7 +386,11 @@ def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
             why = msg[0] + (f" … {msg[-1]}" if len(msg) > 1 else "")
             lines.append(f"| {name} | failed: {why[:200].replace('|', '/')} |" + " |" * 9)
             continue
-        met = ("yes" if check(r) else "**no**") if check else ""
+        ok = check(r) if check else None
+        if wid == "W1R" and ok is not None:
+            w1 = results.get("W1", {}).get("p50_ms")
+            ok = ok and w1 is not None and r["p50_ms"] <= 2 * w1
+        met = ("yes" if ok else "**no**") if check else ""
         lines.append(f"| {name} | {fmt(r['p50_ms'])} | {fmt(r['p90_ms'])} | {fmt(r['p99_ms'])} "
                      f"| {fmt(r['p99.9_ms'])} | {fmt(r['rps'], 0)} | {r['requests']} | {r['non2xx']} "
                      f"| {target} | {met} | {RESTATE_REF.get(wid, '')} |")
@@ -369,7 +427,7 @@ def prepend_results(section: str) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Stead benchmark harness (floors, W1..W5).")
     p.add_argument("--only", default="floors," + ",".join(WORKLOADS),
-                   help="comma list of: floors, W1..W5 (default: all)")
+                   help="comma list of: floors, W1..W5, W1R, W4R (default: all)")
     p.add_argument("--duration", type=float, help="override every measured duration, seconds (smoke runs)")
     p.add_argument("--warmup", type=float, help="warm-up seconds for W1 and the HTTP floor "
                                                 "(default 5, or min(5, --duration))")

@@ -1,0 +1,101 @@
+"""The gRPC floor of the remote workloads: what one Invoke stream costs with nothing
+behind it, on the same grpclib + betterproto2 stack and the same loopback.
+
+A server process answers every Invoke stream's first message with an End at once;
+the client (this process) opens a stream, sends a Start, reads the End and ends the
+stream, `--iterations` times in a row, and prints the latency percentiles of one
+such exchange as a RESULT line (W1R's floor: a remote cart add needs one exchange
+plus the runtime's own work).
+
+    python bench/grpc_floor.py --iterations 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from grpclib.client import Channel  # noqa: E402
+from grpclib.const import Cardinality  # noqa: E402
+from grpclib.server import Server, Stream  # noqa: E402
+
+from pysdk._proto.stead.deployment import v1 as pb  # noqa: E402
+
+INVOKE = "/stead.deployment.v1.Deployment/Invoke"
+
+
+class Echo(pb.DeploymentBase):
+    async def invoke(self, messages):  # type: ignore[no-untyped-def, override]
+        async for _ in messages:
+            yield pb.DeploymentMessage(end=pb.End(output=b"1"))
+            return
+
+
+async def serve(port: int) -> None:
+    server = Server([Echo()])
+    await server.start("127.0.0.1", port)
+    print("ready", flush=True)
+    await server.wait_closed()
+
+
+async def client(port: int, iterations: int, state_bytes: int) -> list[float]:
+    channel = Channel("127.0.0.1", port)
+    start = pb.RuntimeMessage(start=pb.Start(
+        protocol_version=1, invocation_id="inv_" + "0" * 32, service="Cart", handler="add", key="k1",
+        input=b'"item"', state=[pb.StateValue(name="items", value=b"x" * state_bytes)]))
+    out = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        async with channel.request(INVOKE, Cardinality.STREAM_STREAM, pb.RuntimeMessage,
+                                   pb.DeploymentMessage) as stream:
+            await stream.send_request()
+            await stream.send_message(start)
+            await stream.recv_message()
+            await stream.end()
+            await stream.recv_trailing_metadata()
+        out.append((time.perf_counter() - t0) * 1000)
+    channel.close()
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--iterations", type=int, default=2000)
+    p.add_argument("--state-bytes", type=int, default=500, help="size of the state value in Start")
+    p.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    import uvloop
+
+    if args.serve:
+        uvloop.run(serve(args.serve))
+        return 0
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        lat = uvloop.run(client(port, args.iterations, args.state_bytes))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    lat = lat[len(lat) // 10:]  # the first tenth warms up
+    q = statistics.quantiles(lat, n=1000)
+    print(f"RESULT grpc_floor p50_ms={statistics.median(lat):.3f} p90_ms={q[899]:.3f} p99_ms={q[989]:.3f} "
+          f"max_ms={max(lat):.3f} iterations={len(lat)} pid={os.getpid()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
