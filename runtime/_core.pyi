@@ -341,6 +341,9 @@ class Store:
         Not persisted yet: pinned in memory only, returns 0; the record its first durable point
         writes (progress, admit with persist, ...) carries it. Allowed in any unfinished status
         (running, inboxed, scheduled, suspended, backing off); NotRunningError once completed."""
+    def pinned_count(self, deployment_id: str) -> int:
+        """How many persisted, unfinished invocations (running, suspended, backing off, inboxed)
+        are pinned to `deployment_id`."""
     def complete(
         self,
         inv: Invocation,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Callable, Optional, cast
 
 from pysdk._app import App
@@ -37,7 +38,7 @@ from runtime.retention import Retention
 from runtime.retry import RetryPolicy
 from runtime.state_cache import StateCache
 from runtime.state_values import kept_after
-from runtime.watchdog import Aborted, Limits, limits_for, tick_for, watch
+from runtime.watchdog import Aborted, Limits, cancel_stuck, check, limits_for, tick_for
 
 log = logging.getLogger("stead.invoker")
 
@@ -87,8 +88,10 @@ class Invoker:
         self.retention = Retention(self.app)
 
     def pinned_to(self, deployment_id: str) -> int:
-        """Invocations in memory pinned to a deployment (running or waiting)."""
-        return sum(1 for a in self.live.values() if a.inv.deployment == deployment_id)
+        """Unfinished invocations pinned to a deployment: persisted ones (running, suspended,
+        backing off) and those running in memory without a durable point yet."""
+        in_memory = sum(1 for a in self.live.values() if a.inv.deployment == deployment_id and not a.inv.persisted)
+        return self.store.pinned_count(deployment_id) + in_memory
 
     # ---- entry points -------------------------------------------------------------------
 
@@ -387,8 +390,27 @@ class Invoker:
         return limits
 
     async def watchdog(self) -> None:
-        """Enforce the inactivity and abort timeouts the app sets (runtime/watchdog.py)."""
-        await watch(self.live, tick_for(self.app))
+        """Enforce the inactivity and abort timeouts the app sets (runtime/watchdog.py `watch`):
+        sweep the attempts in memory every tick. The tick follows the catalog: a deployment
+        registered (or removed) after start brings timeouts of its own, so it is recomputed
+        when the catalog changes, and the sweep starts then if nothing set a timeout before."""
+        changed = asyncio.Event()
+        if self.registry is not None:
+            self.registry.on_change.append(changed.set)
+        aborting: list[Attempt] = []
+        tick = tick_for(self.app)
+        while True:
+            if changed.is_set():
+                changed.clear()
+                tick = tick_for(self.app)
+            if tick is None:
+                await changed.wait()
+                continue
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for attempt in list(self.live.values()):
+                check(attempt, now, aborting)
+            cancel_stuck(aborting, now)
 
     def _policy(self, spec: HandlerSpec) -> RetryPolicy:
         ident = (spec.service_name, spec.name)

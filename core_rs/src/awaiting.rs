@@ -172,6 +172,11 @@ impl Registry {
         keep.into_iter().collect()
     }
 
+    /// Every tracked invocation.
+    pub fn metas(&self) -> impl Iterator<Item = &Arc<InvocationMeta>> {
+        self.live.values().map(|l| &l.meta)
+    }
+
     pub fn get(&self, id: &str) -> Option<&Live> {
         self.live.get(id)
     }

@@ -197,3 +197,27 @@ fn an_inboxed_invocation_keeps_its_pin_through_the_hand_over_and_a_kill() {
     assert_eq!(s.get_invocation("inv_3").unwrap().unwrap().deployment(), "dp_3");
     assert_eq!(s.get_invocation("inv_2").unwrap().unwrap().deployment(), "dp_2");
 }
+
+#[test]
+fn pinned_count_counts_unfinished_invocations_of_a_deployment_and_survives_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        let (a, b, c) = (svc("inv_a"), svc("inv_b"), svc("inv_c"));
+        for (inv, dep) in [(&a, "dp_1"), (&b, "dp_1"), (&c, "dp_2")] {
+            s.pin_deployment(inv, dep).unwrap();
+            s.progress(inv, &[AWAKEABLE], &[]).unwrap();
+        }
+        assert_eq!(s.pinned_count("dp_1"), 2);
+        assert_eq!(s.pinned_count("dp_2"), 1);
+        assert_eq!(s.pinned_count("dp_3"), 0);
+        assert!(s.suspend(&b, &[0]).unwrap().is_some(), "suspended: still pinned");
+        assert_eq!(s.pinned_count("dp_1"), 2);
+        s.complete(&a, &[], Some(b"1"), 0, None, &[]).unwrap();
+        assert_eq!(s.pinned_count("dp_1"), 1, "a completed invocation is not in flight");
+        s.close().unwrap();
+    }
+    let (s, _) = reopen(dir.path());
+    assert_eq!(s.pinned_count("dp_1"), 1, "the suspended one, after recovery");
+    assert_eq!(s.pinned_count("dp_2"), 1);
+}

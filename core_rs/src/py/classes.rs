@@ -269,6 +269,10 @@ impl Store {
         Ok(self.get()?.pin_deployment(&inv.get().inner, deployment_id)?)
     }
 
+    fn pinned_count(&self, deployment_id: &str) -> PyResult<usize> {
+        Ok(self.get()?.pinned_count(deployment_id))
+    }
+
     #[pyo3(signature = (inv, entries, output, failure_code, failure_message, children = None, *, retention_ms = None))]
     #[allow(clippy::too_many_arguments)]
     fn complete(

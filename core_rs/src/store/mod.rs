@@ -413,6 +413,13 @@ impl Store {
         tx.push()
     }
 
+    /// How many persisted, unfinished invocations (running, suspended, backing off,
+    /// inboxed) are pinned to `deployment_id`: a deployment with any is in use.
+    pub fn pinned_count(&self, deployment_id: &str) -> usize {
+        let inner = self.inner.lock();
+        inner.live.metas().filter(|m| m.deployment() == deployment_id).count()
+    }
+
     /// Finish `inv` in one commit; for an exclusive handler, hand its key to
     /// the next inboxed invocation, which is returned (now running). Its record is
     /// kept for the server's default retention (see `complete_with_retention`).
