@@ -192,14 +192,21 @@ def _iso(ms: int) -> str:
 
 
 def parse_uri(uri: str) -> tuple[str, int]:
+    """(host, port) of `http://host[:port]` (port 80 by default). Anything else is refused,
+    including a path, query or credentials: the gRPC channel could not honour them, and
+    dropping them silently would register an address the operator did not give."""
+    expected = f"deployment uri must be http://host:port, got {uri!r}"
     parts = urlsplit(uri)
-    if parts.scheme not in ("http", "") or not parts.hostname:
-        raise RegistrationError(f"deployment uri must be http://host:port, got {uri!r}")
+    if (parts.scheme not in ("http", "") or not parts.hostname or parts.path not in ("", "/")
+            or parts.query or parts.fragment or parts.username is not None):
+        raise RegistrationError(expected)
     try:
-        port = parts.port or 80
+        port = parts.port
     except ValueError:
-        raise RegistrationError(f"deployment uri has a bad port: {uri!r}") from None
-    return parts.hostname, port
+        raise RegistrationError(f"{expected}: bad port") from None
+    if port == 0:  # `port or 80` would have turned it into 80
+        raise RegistrationError(f"{expected}: port 0")
+    return parts.hostname, 80 if port is None else port
 
 
 class Registry:
