@@ -84,6 +84,20 @@ class Attempt:
         """Whether it waits for a completion (see `wait`)."""
         return self._waiter is not None
 
+    def waiting_remotely(self) -> None:
+        """Its handler, in a deployment, waits for a completion (runtime/remote.py): the
+        attempt counts as waiting, as in `wait`, so the watchdog leaves it to the suspension
+        rule; `notify` and `kill` resolve the marker."""
+        marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        marker.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody awaits it
+        self._waiter = marker
+
+    def resumed_remotely(self) -> None:
+        """Its remote handler goes on: no longer waiting, and the inactivity clock restarts."""
+        if self._waiter is not None:
+            self._waiter = None
+            self.last_progress = time.monotonic()
+
     def observe(self, seq: int) -> None:
         if seq > self.observed:
             self.observed = seq

@@ -373,6 +373,9 @@ class Invoker:
             # an operator must see why the key is stuck. The message names the entry index,
             # the recorded command and the new one.
             log.error("invocation %s attempt %d: %s; retrying in %.3fs", inv.id, retry, exc, delay)
+        elif isinstance(exc, DeploymentError):
+            # Not the handler's failure: the deployment is down, refuses, or broke the stream.
+            log.warning("invocation %s attempt %d: %s; retrying in %.3fs", inv.id, retry, exc, delay)
         else:
             log.info("invocation %s attempt %d failed (%r); retrying in %.3fs", inv.id, retry, exc, delay)
         try:

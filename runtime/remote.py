@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -44,7 +45,8 @@ from grpclib.const import Cardinality
 from pysdk._deployment.convert import (child_from_msg, completion_from_msg, completion_to_msg, entry_from_msg,
                                        entry_to_msg, headers_to_msg)
 from pysdk._commands import REFUSED, label
-from pysdk._entries import CLEAR_ALL, CLEAR_STATE, RUN, SET_STATE
+from pysdk._entries import ATTACH_INVOCATION, CALL, CLEAR_ALL, CLEAR_STATE, GET_STATE, RUN, SEND, SET_STATE
+from pysdk._ids import child_invocation_id
 from pysdk._errors import NonDeterminismError, ReplayRequested, RetryableError, Suspended, TerminalError
 from pysdk._machine import Child
 from pysdk._proto.stead.deployment import v1 as pb
@@ -61,6 +63,10 @@ log = logging.getLogger("stead.remote")
 # Why an attempt was closed -> what the deployment is told (it drops the coroutine in
 # every case; anything else, e.g. an abort timeout or a shutdown, is SHUTDOWN).
 _STOP_REASONS = {Suspended: pb.StopReason.SUSPENDED, Killed: pb.StopReason.KILLED, Refused: pb.StopReason.KILLED}
+
+
+# Journal entry kinds a deployment may send (pysdk/_entries.py, stead.v1.EntryKind).
+_KINDS = frozenset(range(GET_STATE, ATTACH_INVOCATION + 1))
 
 
 class DeploymentError(Exception):
@@ -207,6 +213,10 @@ class RemoteMachine:
                     self._out.put_nowait(None)
                     if not sender.done():
                         await asyncio.wait((sender,), timeout=5.0)
+                    if sender.done() and not sender.cancelled() and sender.exception() is not None:
+                        # The stream failed under the sender too (e.g. reset after a refusal):
+                        # the receiver's error is the one that tells what happened.
+                        log.debug("deployment %s: sending failed: %r", self.dep.id, sender.exception())
         except asyncio.CancelledError:
             if self._closed is None:
                 raise
@@ -278,6 +288,7 @@ class RemoteMachine:
             elif which == "await_":
                 self.awaiting = list(body.indexes)
                 self._suspender = asyncio.create_task(self._suspend_later())
+                self._mark_waiting()
             elif which == "peek_promise":
                 outcome, seq = self.invoker.store.peek_promise(self.inv.service, self.inv.key, body.name)
                 attempt.observe(seq)
@@ -288,6 +299,13 @@ class RemoteMachine:
             else:
                 raise DeploymentError(f"deployment {self.dep.id} sent an unknown message ({which})")
 
+    def _malformed(self, what: str) -> "DeploymentError":
+        """A message that breaks the protocol: the attempt fails (retried) before anything
+        of it is written; logged at error level (a deployment bug an operator must see)."""
+        log.error("invocation %s: deployment %s (%s) sent a malformed message: %s", self.inv.id, self.dep.id,
+                  self.dep.uri, what)
+        return DeploymentError(f"deployment {self.dep.id} sent a malformed message: {what}")
+
     def _take(self, entries: list[pb.Entry], children: list[pb.Child]) -> bool:
         """Entries and callees to commit next, checked before anything is written, and
         their effects on the live state view. True if a call was refused (see `_refuse`)."""
@@ -295,15 +313,14 @@ class RemoteMachine:
             taken = [entry_from_msg(e) for e in entries]
             kids = [child_from_msg(c) for c in children]
         except (TypeError, ValueError) as exc:
-            raise DeploymentError(f"deployment {self.dep.id} sent a malformed entry: {exc}") from None
+            raise self._malformed(f"an undecodable entry: {exc}") from None
         base = self._next_index
-        self._next_index += len(taken)
+        self._check(taken, kids, base)
         refused = self._refuse(taken, kids, base)
+        self._next_index += len(taken)
         state = self.state
         for kind, name, value, _, _ in taken:
-            if kind == SET_STATE:
-                if name is None or value is None:
-                    raise DeploymentError(f"deployment {self.dep.id} sent SET_STATE without name or value")
+            if kind == SET_STATE and name is not None and value is not None:  # `_check`: always
                 state[name] = value
             elif kind == CLEAR_STATE and name is not None:
                 state.pop(name, None)
@@ -312,6 +329,37 @@ class RemoteMachine:
         self._pending.extend(taken)
         self._children.extend(kids)
         return refused
+
+    def _check(self, taken: list[Any], kids: list[Child], base: int) -> None:
+        """The protocol's rules for the entries and callees of one commit (before any is
+        written): known entry kinds, a SET_STATE with its name and value, and each CALL or
+        SEND entry of the commit with exactly one callee, whose id is the entry's value and
+        the id pysdk derives from the caller and the entry's index (a callee with another
+        index or id would start an invocation, or complete an entry, that is not the one
+        journaled)."""
+        for i, (kind, name, value, _, _) in enumerate(taken):
+            if kind not in _KINDS:
+                raise self._malformed(f"entry {base + i} has an unknown kind {kind}")
+            if kind == SET_STATE and (name is None or value is None):
+                raise self._malformed(f"entry {base + i}: SET_STATE without name or value")
+        claimed: set[int] = set()
+        for child in kids:
+            index, callee_id, is_send = child[0], child[1], child[9]
+            pos = index - base
+            if not 0 <= pos < len(taken):
+                raise self._malformed(f"a callee of entry {index}, not among the entries of its flush "
+                                      f"({base}..{base + len(taken) - 1})")
+            kind, _, value, _, _ = taken[pos]
+            if kind != (SEND if is_send else CALL):
+                raise self._malformed(f"a callee of entry {index}, which is not a {'SEND' if is_send else 'CALL'}")
+            if (index in claimed or value is None or value.decode(errors="replace") != callee_id
+                    or callee_id != child_invocation_id(self.inv.id, index)):
+                raise self._malformed(f"a callee of entry {index} whose invocation id {callee_id!r} is not "
+                                      "that of the entry")
+            claimed.add(index)
+        for i, (kind, *_rest) in enumerate(taken):
+            if kind in (CALL, SEND) and base + i not in claimed:
+                raise self._malformed(f"entry {base + i}, a {'CALL' if kind == CALL else 'SEND'}, without its callee")
 
     def _refuse(self, taken: list[Any], kids: list[Child], base: int) -> bool:
         """The runtime's own check of each callee (Attempt.check_target): the deployment
@@ -326,11 +374,7 @@ class RemoteMachine:
             try:
                 self.attempt.check_target(service, handler, key, is_send)
             except TerminalError as exc:
-                pos = index - base
-                if not 0 <= pos < len(taken):
-                    raise DeploymentError(f"deployment {self.dep.id} sent a callee of entry {index}, "
-                                          f"not among its entries {base}..{base + len(taken) - 1}") from None
-                del taken[pos:]
+                del taken[index - base:]  # among them: `_check` ran first
                 taken.append((RUN, REFUSED + label(service, handler, key), None, exc.status_code, exc.message))
                 kids[:] = [c for c in kids if c[0] < index]
                 return True
@@ -358,7 +402,14 @@ class RemoteMachine:
 
     # ---- suspension (Attempt.wait's rule, for a handler that waits remotely) ----------
 
+    def _mark_waiting(self) -> None:
+        """While the deployment awaits, the attempt waits as an in-process one does in
+        `Attempt.wait`: the watchdog leaves it alone (the inactivity timeout suspends it
+        through `_suspend_later`, it does not abort it)."""
+        self.attempt.waiting_remotely()
+
     def _stop_suspender(self) -> None:
+        self.attempt.resumed_remotely()
         task = self._suspender
         if task is not None:
             self._suspender = None

@@ -227,10 +227,12 @@ class DeploymentProcess:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "DeploymentProcess":
+    def start(self, timeout: float = 30.0, port: int = 0) -> "DeploymentProcess":
+        """Start the process; on `port` if given (a restart where the runtime expects it),
+        else on one the kernel picks."""
         self.ready_path.unlink(missing_ok=True)
         env = dict(os.environ, STEAD_TEST_EFFECTS=str(self.effects_dir), PYTHONPATH=str(ROOT), **self.env)
-        cmd = [sys.executable, "-m", "runtime.cli", "deployment", "serve", self.target, "--port", "0",
+        cmd = [sys.executable, "-m", "runtime.cli", "deployment", "serve", self.target, "--port", str(port),
                "--ready-file", str(self.ready_path), *self.extra_args]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -261,6 +263,19 @@ class DeploymentProcess:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout=timeout)
         return self.proc.returncode
+
+    def restart(self, timeout: float = 30.0) -> "DeploymentProcess":
+        """Start again on the port it had (the runtime reaches a deployment by its uri);
+        retried for a while if the port is not free again yet."""
+        assert self.port, "restart() needs a process that was started before"
+        port, deadline = self.port, time.monotonic() + timeout
+        while True:
+            try:
+                return self.start(timeout, port=port)
+            except RuntimeError:
+                if time.monotonic() >= deadline or "Address already in use" not in self.log():
+                    raise
+                time.sleep(0.2)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
