@@ -75,7 +75,11 @@ class DeploymentError(Exception):
 
 
 class RemoteRetryable(RetryableError):
-    """The handler raised a retryable error in the deployment."""
+    """The handler raised a retryable error in the deployment; its message is that
+    error's repr, which is how the runtime names it (as it does an in-process error)."""
+
+    def __repr__(self) -> str:
+        return self.message
 
 
 class NonDeterminism(NonDeterminismError):

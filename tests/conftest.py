@@ -287,7 +287,8 @@ class RemoteSteadServer(SteadServer):
     data directory, so a restarted runtime still routes to it). Tests use it exactly as
     a `SteadServer` serving the app in-process."""
 
-    def __init__(self, data_dir: Path, effects_dir: Path, *, target: str, **kwargs: Any) -> None:
+    def __init__(self, data_dir: Path, effects_dir: Path, *, target: str = "tests.apps.testapp:application",
+                 **kwargs: Any) -> None:
         super().__init__(data_dir, effects_dir, target=EMPTY_APP, **kwargs)
         self.deployment = DeploymentProcess(target, data_dir.parent, effects_dir, env=self.env)
         self.registered = False
@@ -357,8 +358,10 @@ def placement(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def server(make_server) -> SteadServer:  # type: ignore[no-untyped-def]
-    return make_server().start()
+def server(make_server, placement: str) -> SteadServer:  # type: ignore[no-untyped-def]
+    """A server of the default test app (tests/apps/testapp.py), in both modes, with its
+    handlers in-process and in a deployment."""
+    return make_server(placement=placement).start()
 
 
 FLOW_APP = "tests.apps.flowapp:application"
@@ -377,9 +380,10 @@ BEHAVIOUR_APP = "tests.apps.behaviourapp:application"
 
 
 @pytest.fixture
-def behaviour(make_server) -> SteadServer:  # type: ignore[no-untyped-def]
-    """A server of the behaviour test app (tests/apps/behaviourapp.py), in both modes."""
-    return make_server(target=BEHAVIOUR_APP).start()
+def behaviour(make_server, placement: str) -> SteadServer:  # type: ignore[no-untyped-def]
+    """A server of the behaviour test app (tests/apps/behaviourapp.py), in both modes, with
+    its handlers in-process and in a deployment."""
+    return make_server(target=BEHAVIOUR_APP, placement=placement).start()
 
 
 @pytest.fixture

@@ -327,8 +327,10 @@ class InvokeStream:
             return
         try:
             value = spec.parse_input(start.input)
-        except Exception as exc:  # noqa: BLE001 - a stored input the code can no longer parse
-            await self._end(pb.End(terminal=pb.Failure(code=400, message=f"invalid stored input: {exc}")))
+        except Exception as exc:  # noqa: BLE001 - an input the handler cannot parse
+            # What the runtime's ingress answers for an in-process handler (runtime/ingress.py).
+            await self._end(pb.End(terminal=pb.Failure(
+                code=400, message=f"invalid input for {start.service}/{start.handler}: {exc}")))
             return
         data = start.directory or directory_of_app(self.app)
         backend = self.backend = StreamBackend(stream, start, directory(data), spec.kind)
