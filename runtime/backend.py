@@ -161,9 +161,9 @@ class Attempt:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiter = fut
         try:
-            inactivity = self.limits.inactivity_s
+            suspend_s = self.limits.suspend_s
             timeout = 0.0 if invoker.always_replay else (
-                invoker.suspend_after_s if inactivity is None else inactivity)
+                invoker.suspend_after_s if suspend_s is None else suspend_s)
             if timeout > 0:
                 done, _ = await asyncio.wait((fut,), timeout=timeout)
                 if done:

@@ -422,9 +422,9 @@ class RemoteMachine:
 
     async def _suspend_later(self) -> None:
         invoker = self.invoker
-        inactivity = self.attempt.limits.inactivity_s
+        suspend_s = self.attempt.limits.suspend_s
         timeout = 0.0 if invoker.always_replay else (
-            invoker.suspend_after_s if inactivity is None else inactivity)
+            invoker.suspend_after_s if suspend_s is None else suspend_s)
         if timeout > 0:
             await asyncio.sleep(timeout)
         if self._closed is not None:

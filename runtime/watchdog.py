@@ -11,9 +11,11 @@ An attempt that makes no progress (no durable point) for `inactivity_timeout`:
   way the invocation is retried under its retry policy, from its journal (what
   was durable stays; a step that had not finished runs again).
 
-Both are off unless the app sets them (Restate enables them by default, with one
-minute each; a long step body would then be aborted, which Restate's users raise
-the abort timeout for). One sweep over the attempts in memory per tick checks
+Both are off for in-process handlers unless the app sets them (Restate enables them
+by default, with one minute each; a long step body would then be aborted, which
+Restate's users raise the abort timeout for). Handlers in a deployment get
+Restate's defaults (`REMOTE_DEFAULTS`): a silent deployment must not hold an
+invocation forever. One sweep over the attempts in memory per tick checks
 them, so an invocation pays nothing but a timestamp per durable point.
 """
 
@@ -42,9 +44,17 @@ class Aborted(AttemptClosed):
 class Limits(NamedTuple):
     inactivity_s: Optional[float]
     abort_s: float
+    # How long a wait for a durable future lasts before the attempt is suspended (None:
+    # the server's --suspend-after). The inactivity timeout when the app sets one.
+    suspend_s: Optional[float] = None
 
 
 NO_LIMITS = Limits(None, 0.0)
+# A handler in a deployment that sets neither timeout gets Restate's defaults, so a
+# deployment that stops answering mid-invocation (a hung process, a lost network) does not
+# hold the invocation forever: its attempt is aborted and retried. Its waits still
+# suspend after the server's --suspend-after.
+REMOTE_DEFAULTS = Limits(60.0, 60.0, None)
 
 
 def _seconds(value: Optional[timedelta]) -> Optional[float]:
@@ -62,8 +72,10 @@ def limits_for(app: App, spec: HandlerSpec) -> Limits:
     if abort is None:
         abort = _seconds(getattr(service, "abort_timeout", None))
     if inactivity is None:
+        if getattr(spec, "deployment_id", None):  # runtime/deployments.py RemoteHandlerSpec
+            return REMOTE_DEFAULTS if abort is None else REMOTE_DEFAULTS._replace(abort_s=abort)
         return NO_LIMITS
-    return Limits(inactivity, inactivity if abort is None else abort)
+    return Limits(inactivity, inactivity if abort is None else abort, inactivity)
 
 
 def tick_for(app: App) -> Optional[float]:
