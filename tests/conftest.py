@@ -252,17 +252,8 @@ class DeploymentProcess:
         self.port = ready["port"]
         return self
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self, timeout: float = 20.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=timeout)
-        return self.proc.returncode
+    kill = SteadServer.kill
+    stop = SteadServer.stop
 
     def restart(self, timeout: float = 30.0) -> "DeploymentProcess":
         """Start again on the port it had (the runtime reaches a deployment by its uri);
@@ -309,6 +300,15 @@ class RemoteSteadServer(SteadServer):
 EMPTY_APP = "tests.apps.empty:application"
 
 
+def kill_all(procs: list) -> None:
+    """Teardown: SIGKILL whichever of these (SteadServer, DeploymentProcess) still runs."""
+    for p in procs:
+        for proc in [p.proc] + ([p.deployment.proc] if isinstance(p, RemoteSteadServer) else []):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def register(server: SteadServer, deployment: DeploymentProcess) -> dict:
     """Register a deployment with a running server through its admin API."""
     resp = server.admin("POST", "/deployments", json.dumps({"uri": deployment.uri}).encode())
@@ -343,12 +343,7 @@ def make_server(tmp_path: Path, effects_dir: Path, mode: str) -> Iterator:
         return server
 
     yield make
-    for server in servers:
-        procs = [server.proc] + ([server.deployment.proc] if isinstance(server, RemoteSteadServer) else [])
-        for proc in procs:
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    kill_all(servers)
 
 
 @pytest.fixture(params=["local", "remote"])

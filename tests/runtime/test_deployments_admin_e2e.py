@@ -23,8 +23,8 @@ import pytest
 
 from runtime.identity import generate_key, write_public_pem
 from tests.conftest import (
-    EMPTY_APP, FLOW_APP, ROOT, DeploymentProcess, SteadServer, free_port, read_lines, register, wait_for_lines,
-    wait_until)
+    EMPTY_APP, FLOW_APP, ROOT, DeploymentProcess, SteadServer, free_port, kill_all, read_lines, register,
+    wait_for_lines, wait_until)
 from tests.disk import DiskReader, Status, wait_on_disk
 
 
@@ -47,10 +47,7 @@ def procs(tmp_path: Path, effects_dir: Path) -> Iterator[Any]:
             return dep
 
     yield Procs
-    for p in started:
-        if p.proc is not None and p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
+    kill_all(started)
 
 
 def post_deployment(server: SteadServer, body: object) -> httpx.Response:

@@ -24,7 +24,7 @@ from grpclib.server import Server
 from pysdk._entries import CALL, RUN, SET_STATE
 from pysdk._ids import child_invocation_id
 from pysdk._proto.stead.deployment import v1 as pb
-from tests.conftest import DeploymentProcess, read_lines, register, wait_until
+from tests.conftest import DeploymentProcess, kill_all, read_lines, register, wait_until
 from tests.disk import EntryKind, Status, read_disk, wait_on_disk
 
 REMOTE_APP = "tests.apps.remoteapp:application"
@@ -44,10 +44,7 @@ def deployments(tmp_path: Path, effects_dir: Path) -> Iterator[Callable[..., Dep
         return dep
 
     yield make
-    for dep in procs:
-        if dep.proc is not None and dep.proc.poll() is None:
-            dep.proc.kill()
-            dep.proc.wait()
+    kill_all(procs)
 
 
 def runtime(make_server, *args: str):  # type: ignore[no-untyped-def]
