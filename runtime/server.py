@@ -164,7 +164,6 @@ async def _purge_loop(invoker: Invoker, retention_s: float) -> None:
     takes its key's state and promises with it."""
     store = invoker.store
     app = invoker.app
-    workflows = {name for name in app.services if app.service_type(name) == "workflow"}
     # Often enough for the shortest retention in effect (runtime/retention.py).
     period = min(PURGE_INTERVAL_S, max(0.1, invoker.retention.shortest_s(retention_s) / 10))
     default_ms = int(retention_s * 1000)
@@ -176,6 +175,8 @@ async def _purge_loop(invoker: Invoker, retention_s: float) -> None:
             purged += n
             if n < 10_000:
                 break
+        # The catalog's workflows now (a deployment registered since start brings its own).
+        workflows = {name for name in app.services if app.service_type(name) == "workflow"}
         if purged and workflows:
             await invoker.commits.wait(store.last_seq())
             invoker.cache.forget_services(workflows)
