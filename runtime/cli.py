@@ -60,11 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "deployment":
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["deployment", "serve"]:
+        # Its own parser (pysdk/_deployment/server.py), options and --help included.
         from pysdk._deployment.server import main as deployment_main
 
-        return deployment_main(args.rest)
+        return deployment_main(argv[2:])
+    args = build_parser().parse_args(argv)
     if args.command == "deployments":
         return run_deployments(args)
     if args.command == "keys":

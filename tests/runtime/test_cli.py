@@ -24,3 +24,14 @@ def test_bad_target_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_pat
     assert "MODULE:ATTRIBUTE" in capsys.readouterr().err
     assert main(["serve", "examples.cart:nothing", "--data-dir", str(tmp_path / "d")]) == 2
     assert "no attribute 'nothing'" in capsys.readouterr().err
+
+
+def test_deployment_serve_has_its_own_options_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["deployment", "serve", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "MODULE:ATTR" in out and "--identity-key" in out and "--ready-file" in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["deployment", "serve"])  # no app
+    assert exit_.value.code == 2
