@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--signing-key", default="",
                        help="ed25519 private key (PEM) that signs every request to deployments "
                             "(see `stead keys generate`)")
+    serve.add_argument("--max-deployment-message", type=_size, default=64 * 1024 * 1024,
+                       help="largest protocol message accepted from a deployment, e.g. 64MiB (default); "
+                            "a larger one fails the attempt")
     dep = sub.add_parser("deployment", help="run handlers as a deployment that a runtime calls over gRPC")
     dsub = dep.add_subparsers(dest="action", required=True)
     dserve = dsub.add_parser("serve", help="serve an app's handlers to registered runtimes",
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             admin_host=args.admin_host, admin_port=args.admin_port, suspend_after_s=args.suspend_after,
             durability=args.durability, always_replay=args.always_replay,
             max_body_bytes=args.max_body, retention_s=args.retention, log_level=args.log_level,
-            signing_key=args.signing_key,
+            signing_key=args.signing_key, max_deployment_message_bytes=args.max_deployment_message,
         )
         try:
             run(config)

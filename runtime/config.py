@@ -20,4 +20,5 @@ class ServerConfig:
     retention_s: float = 24 * 3600.0  # how long completed invocations are kept
     shutdown_timeout_s: float = 10.0
     log_level: str = "warning"
-    signing_key: str = ""  # PEM file of the ed25519 key that signs requests to deployments
+    signing_key: str = ""
+    max_deployment_message_bytes: int = 64 * 1024 * 1024  # larger messages from a deployment fail the attempt  # PEM file of the ed25519 key that signs requests to deployments

@@ -50,12 +50,13 @@ class Invoker:
                  always_replay: bool = False, retry_policy: RetryPolicy = RetryPolicy(),
                  suspend_after_s: float = 5.0,
                  on_storage_failure: Optional[Callable[[BaseException], None]] = None,
-                 registry: Optional[Registry] = None) -> None:
+                 registry: Optional[Registry] = None,
+                 max_deployment_message_bytes: int = 64 * 1024 * 1024) -> None:
         self.store = store
         # Every service served: the app's, and the registered deployments' (runtime/deployments.py).
         self.app: App = registry.catalog if registry is not None else app
         self.registry = registry
-        self.remote_channels = Channels()
+        self.remote_channels = Channels(max_deployment_message_bytes)
         self.directory = Directory(self.app if isinstance(self.app, Catalog) else Catalog(app))
         if registry is not None:
             registry.on_change.append(self._catalog_changed)

@@ -41,6 +41,7 @@ import betterproto2
 import grpclib.exceptions
 from grpclib.client import Channel, Stream
 from grpclib.const import Cardinality
+from grpclib.encoding.proto import ProtoCodec
 
 from pysdk._deployment.convert import (child_from_msg, completion_from_msg, completion_to_msg, entry_from_msg,
                                        entry_to_msg, headers_to_msg)
@@ -86,17 +87,37 @@ class NonDeterminism(NonDeterminismError):
     """The deployment's journal no longer matches its code (retried, logged at error level)."""
 
 
+class MessageTooLarge(DeploymentError):
+    """A deployment sent a message over the runtime's limit."""
+
+
+class LimitedCodec(ProtoCodec):
+    """grpclib's protobuf codec, refusing a message from a deployment over `limit` bytes
+    (grpclib itself takes any length): the attempt fails with a clear error instead of
+    the runtime decoding and journaling whatever a broken deployment sends."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        if len(data) > self.limit:
+            raise MessageTooLarge(f"a message of {len(data)} bytes, over the limit of {self.limit} "
+                                  "(stead serve --max-deployment-message)")
+        return super().decode(data, message_type)
+
+
 class Channels:
     """One HTTP/2 connection per deployment, shared by its streams."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_message_bytes: int = 64 * 1024 * 1024) -> None:
         self._channels: dict[str, Channel] = {}
+        self.codec = LimitedCodec(max_message_bytes)
 
     def get(self, dep: Deployment) -> Channel:
         channel = self._channels.get(dep.id)
         if channel is None:
             host, port = parse_uri(dep.uri)
-            channel = self._channels[dep.id] = Channel(host, port)
+            channel = self._channels[dep.id] = Channel(host, port, codec=self.codec)
         return channel
 
     def drop(self, deployment_id: str) -> None:
@@ -233,6 +254,9 @@ class RemoteMachine:
                 raise self._closed() from None
             raise DeploymentError(f"deployment {self.dep.id} ({self.dep.uri}) failed the invocation: "
                                   f"{exc.status.name}: {exc.message}") from None
+        except MessageTooLarge as exc:
+            log.error("invocation %s: deployment %s (%s) sent %s", self.inv.id, self.dep.id, self.dep.uri, exc)
+            raise MessageTooLarge(f"deployment {self.dep.id} sent {exc}") from None
         except (OSError, grpclib.exceptions.StreamTerminatedError, ConnectionError) as exc:
             if self._closed is not None:
                 raise self._closed() from None

@@ -88,7 +88,7 @@ async def serve(config: ServerConfig, app: App) -> None:
     app = registry.catalog
     invoker = Invoker(store, app, commits, always_replay=config.always_replay,
                       suspend_after_s=config.suspend_after_s, on_storage_failure=on_storage_failure,
-                      registry=registry)
+                      registry=registry, max_deployment_message_bytes=config.max_deployment_message_bytes)
     try:
         resumed = invoker.recover()
         if resumed:

@@ -82,6 +82,13 @@ async def echo(ctx: Context, tag: str) -> str:
 
 
 @steps.handler()
+async def blob(ctx: Context, size: int) -> str:
+    """An output of `size` characters (and a step, so something is journaled first)."""
+    await ctx.run_typed("echo", _step, RunOptions(), str(size), "blob", ctx.request().id)
+    return "x" * size
+
+
+@steps.handler()
 async def nap(ctx: Context, arg: dict) -> str:
     """Step `start`, a durable sleep of `ms`, step `woke`; returns the version that ran it."""
     tag, ms = arg["tag"], arg["ms"]

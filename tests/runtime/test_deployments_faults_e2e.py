@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import betterproto2
+import httpx
 import pytest
 from grpclib.const import Cardinality, Handler
 from grpclib.server import Server
@@ -363,3 +364,26 @@ def test_malformed_flush_fails_the_attempt(make_server, effects_dir, case) -> No
         assert not (effects_dir / "gates").exists()
     finally:
         fake.close()
+
+
+# ---- 7. an oversized message from a deployment ----------------------------------------------
+
+
+def test_an_oversized_message_fails_the_attempt_with_a_clear_error(make_server, deployments,
+                                                                     effects_dir) -> None:  # type: ignore[no-untyped-def]
+    server = runtime(make_server, "--max-deployment-message", "4KiB")
+    dep = deployments().start()
+    register(server, dep)
+    assert server.post("/RSteps/blob", 100).json() == "x" * 100  # under the limit: as usual
+    # Its End is over the limit on every attempt: each fails with the error logged, and is
+    # retried under RSteps' policy (no attempt limit), so the call does not return.
+    with pytest.raises(httpx.ReadTimeout):
+        server.post("/RSteps/blob", 20_000, timeout=3)
+    errors = wait_until(lambda: [line for line in server.log().splitlines()
+                                 if " ERROR " in line and "over the limit of 4096" in line][1:],
+                        what="two attempts refused for their size")
+    assert "sent a message of 20010 bytes" in errors[0], errors
+    assert "retrying in" in server.log()
+    # Each retry replayed the journaled step instead of running it again, and nothing of the
+    # oversized End was journaled: the step ran once.
+    assert steps_of(effects_dir, "20000") == ["v1 blob"]
