@@ -355,7 +355,10 @@ class Invoker:
             if dep is None:
                 raise DeploymentError(f"deployment {pinned}, which {inv.id} started on, was removed")
             return dep
-        dep = self.registry.get(spec.deployment_id)
+        try:
+            dep = self.registry.get(spec.deployment_id)
+        except LookupError:  # removed since the invocation was routed: route it again
+            raise DeploymentError(f"deployment {spec.deployment_id} of {spec.service_name} was removed") from None
         self.store.pin_deployment(inv, dep.id)
         return dep
 

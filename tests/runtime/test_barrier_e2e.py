@@ -140,3 +140,27 @@ def test_a_step_of_a_new_idempotent_invocation_waits_for_its_admission(held, eff
     server.restart()
     assert server.post("/Acct/n/payout", None, headers={"idempotency-key": "p"}).json() == 0
     assert wait_for_lines(effects_dir / "payout-n", 1) == ["0"], "the step ran once, after its admission"
+
+
+def test_a_deployment_is_sent_nothing_that_depends_on_an_unwritten_commit(make_server, effects_dir) -> None:
+    """The same barrier for a handler in a deployment: everything the runtime sends it
+    (here the Start of the payout, carrying the state the held deposit wrote) waits for
+    the commits it carries, so the remote handler does not even start."""
+    server = make_server(target=CORRECT_APP, env=FAILPOINTS_ENV, placement="remote").start()
+    with ThreadPoolExecutor(4) as pool:
+        assert server.post("/Acct/r/deposit", 1).json() == 1
+        server.failpoint(HOLD, "pause")
+        deposit = pool.submit(server.post, "/Acct/r/deposit", 100, timeout=60)
+        assert wait_for_lines(effects_dir / "reached-r", 2) == ["deposit", "deposit"]
+        payout = pool.submit(server.post, "/Acct/r/payout", None, timeout=60)
+        time.sleep(0.5)
+        # The payout's Start would carry 101 from the held commit: it was not sent.
+        assert (effects_dir / "reached-r").read_text().splitlines() == ["deposit", "deposit"]
+        assert not (effects_dir / "payout-r").exists()
+        assert not deposit.done() and not payout.done()
+        server.kill()  # the held group is lost
+        assert isinstance(_quiet(deposit), httpx.TransportError)
+        assert isinstance(_quiet(payout), httpx.TransportError)
+    server.restart()
+    assert server.post("/Acct/r/deposit", 0).json() == 1  # the held deposit never happened
+    assert not (effects_dir / "payout-r").exists()
