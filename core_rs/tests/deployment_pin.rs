@@ -2,27 +2,15 @@
 //! rule): `Store::pin_deployment` records it (`InvocationRecord.deployment_id`),
 //! every later write of the record keeps it, and recovery restores it.
 
-use std::sync::Arc;
 
-use stead_core::entry::{self, EntryRef};
 use stead_core::invocation::*;
 use stead_core::store::Store;
 use stead_core::tables::completions::Outcome;
 use stead_core::Error;
 
 mod common;
-use common::{open, raw_record, reopen};
+use common::{obj, open, raw_record, reopen, svc, AWAKEABLE, RUN};
 
-fn svc(id: &str) -> Arc<InvocationMeta> {
-    InvocationMeta::new(id.into(), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"{}", vec![], 1).unwrap()
-}
-
-fn obj(id: &str) -> Arc<InvocationMeta> {
-    InvocationMeta::new(id.into(), "Obj".into(), "h".into(), "k".into(), KIND_EXCLUSIVE, b"{}", vec![], 1).unwrap()
-}
-
-const AWAKEABLE: EntryRef<'static> = EntryRef { kind: entry::AWAKEABLE, name: None, value: None, code: 0, message: None };
-const RUN: EntryRef<'static> = EntryRef { kind: entry::RUN, name: Some("r"), value: Some(b"1"), code: 0, message: None };
 
 /// Every queued commit written (the wal mode: visible to a read-only open).
 fn sync(s: &Store) {

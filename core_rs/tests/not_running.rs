@@ -5,25 +5,14 @@
 use std::sync::Arc;
 
 use stead_core::commit::Durability;
-use stead_core::entry::{self, EntryRef};
 use stead_core::invocation::*;
 use stead_core::store::Store;
 use stead_core::tables::completions::Outcome;
 use stead_core::Error;
 
 mod common;
-use common::open;
+use common::{obj, open, svc, AWAKEABLE, RUN};
 
-fn svc(id: &str) -> Arc<InvocationMeta> {
-    InvocationMeta::new(id.into(), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"{}", vec![], 1).unwrap()
-}
-
-fn obj(id: &str) -> Arc<InvocationMeta> {
-    InvocationMeta::new(id.into(), "Obj".into(), "h".into(), "k".into(), KIND_EXCLUSIVE, b"{}", vec![], 1).unwrap()
-}
-
-const AWAKEABLE: EntryRef<'static> = EntryRef { kind: entry::AWAKEABLE, name: None, value: None, code: 0, message: None };
-const RUN: EntryRef<'static> = EntryRef { kind: entry::RUN, name: Some("r"), value: Some(b"1"), code: 0, message: None };
 
 fn refused<T: std::fmt::Debug>(r: stead_core::Result<T>, status: &str) {
     match r {

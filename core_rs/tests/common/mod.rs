@@ -4,8 +4,11 @@
 #![allow(dead_code)] // each test crate uses a part of it
 
 use std::path::Path;
+use std::sync::Arc;
 
 use stead_core::commit::Durability;
+use stead_core::entry::{self, EntryRef};
+use stead_core::invocation::{InvocationMeta, KIND_EXCLUSIVE, KIND_SERVICE};
 use stead_core::store::Store;
 
 /// Open (or create) a store in `wal` mode and run its recovery, as the runtime does.
@@ -34,3 +37,16 @@ pub fn raw_record(dir: &Path, inv_id: &str) -> Option<stead_core::proto::Invocat
     let raw = db.get_cf(cf, stead_core::keys::invocation(inv_id)).unwrap()?;
     Some(stead_core::proto::InvocationRecord::decode(raw.as_slice()).unwrap())
 }
+
+/// A service invocation `id` (handler Svc/h), not admitted.
+pub fn svc(id: &str) -> Arc<InvocationMeta> {
+    InvocationMeta::new(id.into(), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"{}", vec![], 1).unwrap()
+}
+
+/// An exclusive invocation `id` of object Obj, key k, not admitted.
+pub fn obj(id: &str) -> Arc<InvocationMeta> {
+    InvocationMeta::new(id.into(), "Obj".into(), "h".into(), "k".into(), KIND_EXCLUSIVE, b"{}", vec![], 1).unwrap()
+}
+
+pub const AWAKEABLE: EntryRef<'static> = EntryRef { kind: entry::AWAKEABLE, name: None, value: None, code: 0, message: None };
+pub const RUN: EntryRef<'static> = EntryRef { kind: entry::RUN, name: Some("r"), value: Some(b"1"), code: 0, message: None };
