@@ -51,12 +51,17 @@ __all__ = [
     "SIGNAL_APPLIED",
     "SIGNAL_ALREADY_COMPLETED",
     "SIGNAL_UNKNOWN",
+    "PURGE_NOT_COMPLETED",
+    "INVOCATION_COLUMNS",
+    "InvocationRow",
     "Wake",
     "Completion",
     "Output",
     "StorageError",
     "SchemaVersionError",
     "NotRunningError",
+    "KeyBusyError",
+    "VersionMismatchError",
     "failpoints_enabled",
     "set_failpoint",
     "remove_failpoint",
@@ -137,7 +142,25 @@ WAKE_DONE: int  # completed inside the store (killed, or cancelled before it sta
 # The status of a signal's answer (complete_awakeable, cancel, kill): (status, seq).
 SIGNAL_APPLIED: int  # 1: applied in commit seq
 SIGNAL_ALREADY_COMPLETED: int  # 0: not applicable, already completed; true once seq is durable (0: it is)
-SIGNAL_UNKNOWN: int  # -1: no such invocation (seq 0)
+SIGNAL_UNKNOWN: int  # -1: no such invocation (seq 0; or, for one a queued purge deleted, that purge's
+#                      commit while it is not durable)
+# `Store.purge_invocation`: the invocation exists and is not completed; nothing written (0).
+PURGE_NOT_COMPLETED: int
+
+# One invocation record as `Store.scan_invocations` returns it; the names of its fields, in order,
+# are INVOCATION_COLUMNS (index with INVOCATION_COLUMNS.index(name) rather than a literal):
+#   id, service, handler, key, kind (KIND_*), status (STATUS_*), retry_count, created_ms,
+#   modified_ms, completed_ms (0 until completed), next_retry_ms (backing off or scheduled: when its
+#   timer fires, else 0), journal_len, caller_id ("" unless a callee of a CALL), caller_entry,
+#   idempotency_key ("" if none), cancel_requested, deployment_id ("" in-process), output (completed
+#   successfully: bytes, else None), failure_code (0 unless failed), failure_message (None unless
+#   failed), input, headers.
+# Times are ms since the epoch. Also defined at runtime, like Entry.
+InvocationRow = tuple[
+    str, str, str, str, int, int, int, int, int, int, int, int, str, int, str, bool, str,
+    Optional[bytes], int, Optional[str], bytes, list[tuple[str, str]],
+]
+INVOCATION_COLUMNS: tuple[str, ...]
 
 class StorageError(Exception):
     """RocksDB failed (I/O error, corruption, disk full) or the writer thread stopped."""
@@ -149,6 +172,15 @@ class NotRunningError(ValueError):
     """The invocation is not running (suspended, backing off, completed, inboxed or scheduled):
     the attempt that asked may not journal, suspend or back off. A ValueError, so callers that
     catch ValueError keep working."""
+
+class KeyBusyError(ValueError):
+    """`Store.overwrite_state`: an exclusive or workflow invocation owns the object key (running,
+    suspended, backing off, or with invocations inboxed on it), so its state cannot be edited now.
+    Nothing was written."""
+
+class VersionMismatchError(ValueError):
+    """`Store.overwrite_state`: the key's state is not at the expected version (it changed since it
+    was read). Nothing was written."""
 
 @final
 class Invocation:
@@ -381,7 +413,8 @@ class Store:
 
     # Signals from outside the invocation. Each returns (status, seq), status one of SIGNAL_*:
     # (SIGNAL_APPLIED, its commit); (SIGNAL_ALREADY_COMPLETED, a commit whose durability makes
-    # that answer durable, 0 if it is); (SIGNAL_UNKNOWN, 0). Wait for seq before replying.
+    # that answer durable, 0 if it is); (SIGNAL_UNKNOWN, 0, or the commit of a queued purge that
+    # deleted it while that is not durable). Wait for seq before replying.
     # They never wait for the writer (safe on the event loop): an invocation that is not live
     # is answered from the invocations finished since open, else from one RocksDB point read.
     def complete_awakeable(self, inv_id: str, index: int, value: Optional[bytes], code: int,
@@ -422,7 +455,8 @@ class Store:
     def load_state(self, service: str, key: str) -> tuple[list[tuple[str, bytes]], int]:
         """(rows, seq): every state entry of one object key, by name, and the commit they depend
         on. Rows as RocksDB has them (written commits; seq 0), except for a key whose state a
-        queued purge deleted (`purge_completed`, a workflow run's key): until the last commit that
+        queued purge deleted (`purge_completed`, `purge_invocation`: a workflow run's key) or a
+        queued `overwrite_state` replaced: until the last commit that
         wrote the key's state since is durable, the rows are those written after the delete by
         the commits queued so far (none at first: nothing of the purged run), and seq is the last
         of those commits (the purge's if none). A handler's own state writes (progress, complete)
@@ -466,6 +500,65 @@ class Store:
         key (its idempotency row names another invocation, or an invocation owns or waits for
         the key). Returns how many were deleted. Holds the store lock only to queue each small
         batch of deletes."""
+
+    # Admin writes (Restate's purge and state edit). GIL released; they never wait for the writer.
+    def purge_invocation(self, inv_id: str) -> tuple[int, int]:
+        """Purge one completed invocation now, whatever its retention, in one commit, by the rules
+        of `purge_completed` (record, journal, completions, idempotency row; a workflow run's key
+        state and promises unless a newer run holds the key). Returns (SIGNAL_APPLIED, seq) when
+        purged; (PURGE_NOT_COMPLETED, seq) when it exists and is not completed (nothing written; seq
+        makes that answer durable); (SIGNAL_UNKNOWN, 0) for an unknown id (never persisted, e.g.
+        running in memory without a durable point, like `cancel`; or already purged: then seq is
+        that purge's commit while it is not durable). A completion whose commit is queued counts
+        as completed. Signals and attaches forget it at once (SIGNAL_UNKNOWN; attach: not found)."""
+    def state_version(self, service: str, key: str) -> str:
+        """The version of the object key's state as `load_state` sees it: an opaque string (hex
+        SHA-256 of its rows), the same for the same rows in any process and after restarts. An
+        empty state has a version too."""
+    def overwrite_state(self, service: str, key: str, rows: list[tuple[str, bytes]],
+                        expected_version: Optional[str] = None) -> tuple[str, int]:
+        """Replace the key's whole state by `rows` (name, value) in one commit (a name given twice:
+        the last value wins); returns (the new version, seq). `load_state` sees the new rows at once.
+        KeyBusyError while an exclusive or workflow invocation owns the key (running, suspended,
+        backing off) or invocations are inboxed on it; also, with expected_version, for the moment
+        until the commit of the invocation that last released the key is durable (its state writes
+        may not be on disk yet): retry. VersionMismatchError if expected_version is given and is not
+        `state_version` now. On either error nothing is written."""
+
+    # Introspection scans (admin API, SQL). Each reads RocksDB through one iterator with the GIL
+    # released: the commits written when it started (a queued commit is not seen), in key order.
+    # Key order groups rows by invocation, or by service then key, but is not alphabetical: key
+    # strings are length-prefixed, so a shorter service name or id sorts first ("Wf" < "Svc").
+    # Invocation records are keyed by the raw id, hence in plain id order.
+    def scan_invocations(self, after: str = "", limit: int = 0) -> list[InvocationRow]:
+        """Invocation records in id order, starting after id `after` ("": from the first), at most
+        `limit` (0: all). An unfinished invocation's journal_len is its journal's length."""
+    def get_invocation_row(self, inv_id: str) -> Optional[InvocationRow]:
+        """One invocation's record as `scan_invocations` gives it; None if it was never written
+        (running in memory without a durable point) or is purged. Written commits only."""
+    def scan_journal(self, inv_id: str = "") -> list[tuple[str, int, int, Optional[str], Optional[bytes], int, Optional[str]]]:
+        """(invocation id, index, kind, name, value, code, message) of every journal entry (an
+        `Entry` with its place), of one invocation if inv_id is given, else of all."""
+    def scan_completions(self, inv_id: str = "") -> list[tuple[str, int, Optional[bytes], int, Optional[str]]]:
+        """(invocation id, entry index, value, code, message) of every completion (a `Completion`
+        with its invocation), of one invocation if inv_id is given, else of all."""
+    def scan_state(self, service: str = "", key: str = "") -> list[tuple[str, str, str, bytes]]:
+        """(service, key, name, value) of every state row: all, one service's (key ""), or one
+        object key's. ValueError for a key without its service."""
+    def scan_inbox(self) -> list[tuple[str, str, int, str]]:
+        """(service, key, inbox seq, invocation id) of every inboxed invocation, each key's in
+        queue order."""
+    def scan_idempotency(self) -> list[tuple[str, str, str, str, str]]:
+        """(service, key, handler, idempotency key, invocation id) of every idempotency row
+        (a workflow run's key is "")."""
+    def scan_promises(self, service: str = "", key: str = "") -> list[tuple[str, str, str, bool, Optional[bytes], int, Optional[str]]]:
+        """(workflow, key, name, completed, value, code, message) of every workflow promise: all,
+        one workflow's, or one workflow key's (ValueError for a key without its workflow).
+        Pending: (.., False, None, 0, None); resolved: (.., True, value, 0, None); rejected:
+        (.., True, None, code, message)."""
+    def count_timers(self) -> int:
+        """Timers pending (sleeps, retries, delayed sends), from the in-memory index (0 before
+        `recover`)."""
 
 def failpoints_enabled() -> bool:
     """Whether this build has failpoints (cargo feature `failpoints`; the dev/test build does)."""

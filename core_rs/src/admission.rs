@@ -20,6 +20,17 @@ pub enum Admit {
     Inboxed(u64),
 }
 
+/// What finishing an invocation did to its key.
+#[derive(Debug)]
+pub enum Release {
+    /// Not exclusive, or not the key's owner: nothing changed.
+    Unchanged,
+    /// It owned the key and no one waits: the key is free.
+    Freed,
+    /// It owned the key: the next inboxed invocation owns it now.
+    Next(Arc<InvocationMeta>),
+}
+
 #[derive(Default, Debug)]
 struct Object {
     owner: Option<Arc<InvocationMeta>>,
@@ -63,23 +74,23 @@ impl Admission {
 
     /// `inv` finished: if it owns its key, the key passes to the next inboxed
     /// invocation, which is returned; with none waiting the key becomes free.
-    pub fn release(&mut self, inv: &InvocationMeta) -> Option<Arc<InvocationMeta>> {
+    pub fn release(&mut self, inv: &InvocationMeta) -> Release {
         if !inv.is_exclusive() {
-            return None;
+            return Release::Unchanged;
         }
         let id = object_id(inv);
-        let obj = self.objects.get_mut(&id)?;
+        let Some(obj) = self.objects.get_mut(&id) else { return Release::Unchanged };
         if obj.owner.as_ref().is_none_or(|o| o.id != inv.id) {
-            return None; // not the owner (a duplicate completion): change nothing
+            return Release::Unchanged; // not the owner (a duplicate completion): change nothing
         }
         match obj.inbox.pop_front() {
             Some(next) => {
                 obj.owner = Some(next.clone());
-                Some(next)
+                Release::Next(next)
             }
             None => {
                 self.objects.remove(&id);
-                None
+                Release::Freed
             }
         }
     }
@@ -154,10 +165,15 @@ mod tests {
         assert_eq!(a.admit(&inv("s", "a", KIND_SHARED)), Admit::RunNow);
         assert_eq!(a.admit(&inv("v", "", KIND_SERVICE)), Admit::RunNow);
         assert_eq!(a.inbox_len("Obj", "a"), 2);
-        assert!(a.release(&a2).is_none()); // not the owner
-        assert_eq!(a.release(&a1).unwrap().id, "a2");
-        assert_eq!(a.release(&a2).unwrap().id, "a3");
-        assert!(a.release(&a3).is_none());
+        let next = |r: Release| match r {
+            Release::Next(n) => n.id.clone(),
+            other => panic!("expected a next owner, got {other:?}"),
+        };
+        assert!(matches!(a.release(&a2), Release::Unchanged)); // not the owner
+        assert_eq!(next(a.release(&a1)), "a2");
+        assert_eq!(next(a.release(&a2)), "a3");
+        assert!(matches!(a.release(&a3), Release::Freed));
+        assert!(matches!(a.release(&a3), Release::Unchanged), "freed already");
         assert!(a.owner_of("Obj", "a").is_none());
         assert_eq!(a.admit(&inv("a4", "a", KIND_EXCLUSIVE)), Admit::RunNow);
     }

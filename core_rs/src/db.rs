@@ -132,13 +132,28 @@ impl Db {
 
     /// Calls `f(key, value)` for every row whose key starts with `prefix`, in key
     /// order, until `f` returns `Ok(false)`.
-    pub fn scan_prefix(&self, cf: Cf, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+    pub fn scan_prefix(&self, cf: Cf, prefix: &[u8], f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        self.scan_prefix_from(cf, prefix, prefix, f)
+    }
+
+    /// Like [`Db::scan_prefix`], starting at the first key `>= from` (a cursor).
+    ///
+    /// The iterator reads from the implicit snapshot it takes when created: the
+    /// rows seen are those of the commits written by then, and the writer is
+    /// never held up by it.
+    pub fn scan_prefix_from(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
         let mut ro = ReadOptions::default();
         if let Some(end) = keys::prefix_end(prefix) {
             ro.set_iterate_upper_bound(end);
         }
         let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ro);
-        it.seek(prefix);
+        it.seek(if from > prefix { from } else { prefix });
         while let Some((k, v)) = it.item() {
             if !f(k, v)? {
                 return Ok(());

@@ -33,6 +33,13 @@ pub enum Error {
     /// is stale (e.g. it was killed, or its invocation was resumed elsewhere).
     #[error("invocation {id} is not running (status {status}): its attempt may not write")]
     NotRunning { id: String, status: &'static str },
+    /// An admin write to an object key that an exclusive or workflow invocation owns
+    /// (running, suspended, backing off, or with invocations inboxed on the key).
+    #[error("{0}")]
+    KeyBusy(String),
+    /// An admin write with an expected version that is not the current one.
+    #[error("state of {service}/{key} has version {found}, not the expected {expected}")]
+    VersionMismatch { service: String, key: String, expected: String, found: String },
     /// A caller passed a value outside the contract (unknown kind, durability, ...).
     #[error("{0}")]
     InvalidArgument(String),

@@ -117,6 +117,14 @@ pub fn decode_completion(key: &[u8]) -> Result<(&str, u32)> {
 
 // ---- state: "st" + lp(service) + lp(key) + name bytes
 
+/// Every state row of one service (all its object keys).
+pub fn state_service_prefix(service: &str) -> Vec<u8> {
+    with(|b| {
+        b.extend_from_slice(&STATE);
+        put_lp(b, service.as_bytes());
+    })
+}
+
 pub fn state_prefix_into(buf: &mut Vec<u8>, service: &str, key: &str) {
     buf.extend_from_slice(&STATE);
     put_lp(buf, service.as_bytes());
@@ -215,6 +223,14 @@ pub fn decode_idempotency(key: &[u8]) -> Result<(&str, &str, &str, &str)> {
 }
 
 // ---- promises: "pr" + lp(workflow) + lp(key) + name bytes
+
+/// Every promise of one workflow (all its keys).
+pub fn promise_workflow_prefix(workflow: &str) -> Vec<u8> {
+    with(|b| {
+        b.extend_from_slice(&PROMISE);
+        put_lp(b, workflow.as_bytes());
+    })
+}
 
 pub fn promise_prefix(workflow: &str, key: &str) -> Vec<u8> {
     with(|b| {
@@ -403,6 +419,11 @@ mod tests {
         // And the service boundary: ("S", "ab") vs ("Sa", "b").
         assert!(!state("Sa", "b", "x").starts_with(&state_prefix("S", "ab")));
         assert!(state("S", "a", "x").starts_with(&a));
+        // A service's prefix holds its keys and no other service's.
+        assert!(state("S", "ab", "x").starts_with(&state_service_prefix("S")));
+        assert!(!state("Sa", "b", "x").starts_with(&state_service_prefix("S")));
+        assert!(promise("W", "k", "p").starts_with(&promise_workflow_prefix("W")));
+        assert!(!promise("Wx", "k", "p").starts_with(&promise_workflow_prefix("W")));
         let ia = inbox_prefix("S", "a");
         assert!(!inbox("S", "ab", 1).starts_with(&ia));
         let ja = journal_prefix("inv_1");

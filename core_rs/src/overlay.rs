@@ -140,6 +140,12 @@ impl<V> Recent<V> {
         self.rows.get(key).map(|(v, seq)| (v, *seq))
     }
 
+    /// Forget a row before its commit is durable (its subject is gone: a purged
+    /// invocation). Its place in the commit order is skipped by `prune`.
+    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+        self.rows.remove(key).map(|(v, _)| v)
+    }
+
     /// Drop the rows whose commits are durable (RocksDB has them).
     pub fn prune(&mut self, durable_seq: u64) {
         while let Some((seq, _)) = self.order.front() {
@@ -182,6 +188,14 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r.get_with_seq(b"c"), Some((&4, 8)));
         r.prune(100);
+        assert!(r.is_empty() && r.order.is_empty());
+        r.put(b"d".to_vec(), 5, 9);
+        assert_eq!(r.remove(b"d"), Some(5));
+        assert_eq!(r.get_with_seq(b"d"), None);
+        r.put(b"d".to_vec(), 6, 10);
+        r.prune(9);
+        assert_eq!(r.get_with_seq(b"d"), Some((&6, 10)), "a removed row's old commit does not drop a new row");
+        r.prune(10);
         assert!(r.is_empty() && r.order.is_empty());
     }
 

@@ -385,3 +385,103 @@ fn stead_failpoints_configures_points_at_open() {
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "{bad}");
     }
 }
+
+fn object_rows(s: &Store) -> (Vec<(String, Vec<u8>)>, u64) {
+    let (rows, seq) = s.load_state("Obj", "k").unwrap();
+    (rows.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(), seq)
+}
+
+/// The key's last owner released it in a commit RocksDB does not have yet: the state a
+/// checked edit would be compared with is not known, so the edit is refused as busy
+/// (never applied on the strength of the older rows RocksDB still has).
+#[test]
+fn a_checked_state_edit_waits_out_the_unwritten_release_of_its_key() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Durability::Sync);
+    let _release = ReleaseOnDrop;
+    let set = EntryRef { kind: entry::SET_STATE, name: Some("s"), value: Some(b"1"), code: 0, message: None };
+    let o = InvocationMeta::new("inv_o".into(), "Obj".into(), "h".into(), "k".into(), KIND_EXCLUSIVE, b"{}", vec![], 1).unwrap();
+    s.admit(&o, false).unwrap();
+    points.set(COMMIT_BEFORE_WRITE, "pause");
+    s.complete(&o, &[set], None, 0, None, &[]).unwrap();
+    let stale = s.state_version("Obj", "k").unwrap();
+    assert_eq!(stale, stead_core::store::state_version_of(std::iter::empty()), "RocksDB has no row yet");
+    let last = s.last_seq();
+    let refused = within(5, {
+        let s = s.clone();
+        let stale = stale.clone();
+        move || s.overwrite_state("Obj", "k", vec![("s".into(), b"2".to_vec())], Some(&stale))
+    })
+    .expect("no wait for the writer");
+    assert!(matches!(refused, Err(Error::KeyBusy(_))), "{refused:?}");
+    assert_eq!(s.last_seq(), last, "nothing queued");
+    failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
+    s.wait_durable(last).unwrap();
+    let current = s.state_version("Obj", "k").unwrap();
+    assert_ne!(current, stale);
+    assert!(matches!(s.overwrite_state("Obj", "k", vec![], Some(&stale)), Err(Error::VersionMismatch { .. })));
+    assert!(s.overwrite_state("Obj", "k", vec![], Some(&current)).is_ok());
+    drop(points);
+}
+
+/// An edit whose commit is not written yet is what reads and the key's next run see.
+#[test]
+fn an_unwritten_state_edit_is_what_the_next_run_loads() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Durability::Sync);
+    let _release = ReleaseOnDrop;
+    let o = InvocationMeta::new("inv_o".into(), "Obj".into(), "h".into(), "k".into(), KIND_EXCLUSIVE, b"{}", vec![], 1).unwrap();
+    s.admit(&o, false).unwrap();
+    let old = EntryRef { kind: entry::SET_STATE, name: Some("old"), value: Some(b"1"), code: 0, message: None };
+    s.wait_durable(s.complete(&o, &[old], None, 0, None, &[]).unwrap().0).unwrap();
+    points.set(COMMIT_BEFORE_WRITE, "pause");
+    let v = s.state_version("Obj", "k").unwrap();
+    let (edited, seq) = s.overwrite_state("Obj", "k", vec![("new".into(), b"2".to_vec())], Some(&v)).unwrap();
+    assert_eq!(object_rows(&s), (vec![("new".into(), b"2".to_vec())], seq), "from memory, with the commit to wait for");
+    assert_eq!(s.state_version("Obj", "k").unwrap(), edited);
+    let n = InvocationMeta::new("inv_n".into(), "Obj".into(), "h".into(), "k".into(), KIND_EXCLUSIVE, b"{}", vec![], 1).unwrap();
+    assert!(s.admit(&n, false).unwrap().0);
+    let more = EntryRef { kind: entry::SET_STATE, name: Some("more"), value: Some(b"3"), code: 0, message: None };
+    let wrote = s.progress(&n, &[more], &[]).unwrap();
+    assert_eq!(object_rows(&s), (vec![("more".into(), b"3".to_vec()), ("new".into(), b"2".to_vec())], wrote));
+    failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
+    s.wait_durable(wrote).unwrap();
+    assert_eq!(object_rows(&s), (vec![("more".into(), b"3".to_vec()), ("new".into(), b"2".to_vec())], 0), "durable: RocksDB");
+    drop(points);
+}
+
+/// The admin's purge of an invocation whose completion (and admission) are not written
+/// yet: applied after them in commit order, and forgotten at once by signals.
+#[test]
+fn purge_invocation_of_an_invocation_completed_in_an_unwritten_commit() {
+    let points = Points::take();
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), Durability::Sync);
+    let _release = ReleaseOnDrop;
+    points.set(COMMIT_BEFORE_WRITE, "pause");
+    let links = Links { idempotency_key: "once".into(), ..Default::default() };
+    let i = InvocationMeta::with_links("inv_i".into(), "Svc".into(), "h".into(), "".into(), KIND_SERVICE, b"{}", vec![], 1, links).unwrap();
+    s.admit(&i, true).unwrap();
+    s.progress(&i, &[RUN], &[]).unwrap();
+    let (done, _) = s.complete(&i, &[], Some(b"1"), 0, None, &[]).unwrap();
+    let answers = within(5, {
+        let s = s.clone();
+        move || (s.purge_invocation("inv_i").unwrap(), s.cancel("inv_i").unwrap(), s.purge_invocation("inv_i").unwrap())
+    })
+    .expect("no wait for the writer");
+    let (purged, cancel, again) = answers;
+    assert_eq!(purged.0, SIGNAL_APPLIED);
+    assert!(purged.1 > done);
+    assert_eq!(cancel, (SIGNAL_UNKNOWN, purged.1), "forgotten, once the purge is durable");
+    assert_eq!(again, (SIGNAL_UNKNOWN, purged.1));
+    assert_eq!(s.idempotency_lookup("Svc", "", "h", "once").unwrap(), (None, purged.1));
+    failpoints::remove(COMMIT_BEFORE_WRITE).unwrap();
+    s.wait_durable(purged.1).unwrap();
+    assert!(s.get_invocation("inv_i").unwrap().is_none());
+    assert!(s.load_journal("inv_i").unwrap().is_empty());
+    assert!(s.scan_idempotency().unwrap().is_empty());
+    assert_eq!(s.cancel("inv_i").unwrap(), (SIGNAL_UNKNOWN, 0));
+    drop(points);
+}

@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-use super::convert;
+use super::{convert, rows};
 use crate::commit::Durability;
 use crate::error::Error;
 use crate::invocation::{InvocationMeta, Links};
@@ -392,5 +392,90 @@ impl Store {
     fn purge_completed(&self, py: Python<'_>, now_ms: u64, default_retention_ms: u64, limit: usize) -> PyResult<usize> {
         let s = self.get()?;
         Ok(py.detach(|| s.purge_completed(now_ms, default_retention_ms, limit))?)
+    }
+
+    /// (SIGNAL_APPLIED, seq) | (PURGE_NOT_COMPLETED, seq) | (SIGNAL_UNKNOWN, seq).
+    fn purge_invocation(&self, py: Python<'_>, inv_id: &str) -> PyResult<(i64, u64)> {
+        let s = self.get()?;
+        Ok(py.detach(|| s.purge_invocation(inv_id))?)
+    }
+
+    // ---- admin: state edits
+
+    fn state_version(&self, py: Python<'_>, service: &str, key: &str) -> PyResult<String> {
+        let s = self.get()?;
+        Ok(py.detach(|| s.state_version(service, key))?)
+    }
+
+    #[pyo3(signature = (service, key, rows, expected_version = None))]
+    fn overwrite_state(
+        &self,
+        py: Python<'_>,
+        service: &str,
+        key: &str,
+        rows: Vec<(String, Bound<'_, PyBytes>)>,
+        expected_version: Option<&str>,
+    ) -> PyResult<(String, u64)> {
+        let s = self.get()?;
+        let rows: Vec<(String, Vec<u8>)> = rows.into_iter().map(|(n, v)| (n, v.as_bytes().to_vec())).collect();
+        Ok(py.detach(|| s.overwrite_state(service, key, rows, expected_version))?)
+    }
+
+    // ---- introspection scans (GIL released while RocksDB is read)
+
+    #[pyo3(signature = (after = "", limit = 0))]
+    fn scan_invocations<'py>(&self, py: Python<'py>, after: &str, limit: usize) -> PyResult<Bound<'py, PyList>> {
+        let s = self.get()?;
+        let recs = py.detach(|| s.scan_invocations(after, limit))?;
+        rows::invocations(py, &recs)
+    }
+
+    fn get_invocation_row<'py>(&self, py: Python<'py>, inv_id: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let s = self.get()?;
+        let Some(rec) = py.detach(|| s.invocation_row(inv_id))? else { return Ok(None) };
+        Ok(Some(rows::invocations(py, std::slice::from_ref(&rec))?.get_item(0)?))
+    }
+
+    #[pyo3(signature = (inv_id = ""))]
+    fn scan_journal<'py>(&self, py: Python<'py>, inv_id: &str) -> PyResult<Bound<'py, PyList>> {
+        let s = self.get()?;
+        let found = py.detach(|| s.scan_journal(inv_id))?;
+        rows::journal(py, &found)
+    }
+
+    #[pyo3(signature = (inv_id = ""))]
+    fn scan_completions<'py>(&self, py: Python<'py>, inv_id: &str) -> PyResult<Bound<'py, PyList>> {
+        let s = self.get()?;
+        let found = py.detach(|| s.scan_completions(inv_id))?;
+        rows::completions(py, &found)
+    }
+
+    #[pyo3(signature = (service = "", key = ""))]
+    fn scan_state<'py>(&self, py: Python<'py>, service: &str, key: &str) -> PyResult<Bound<'py, PyList>> {
+        let s = self.get()?;
+        let found = py.detach(|| s.scan_state(service, key))?;
+        rows::state(py, &found)
+    }
+
+    fn scan_inbox(&self, py: Python<'_>) -> PyResult<Vec<(String, String, u64, String)>> {
+        let s = self.get()?;
+        Ok(py.detach(|| s.scan_inbox())?)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn scan_idempotency(&self, py: Python<'_>) -> PyResult<Vec<(String, String, String, String, String)>> {
+        let s = self.get()?;
+        Ok(py.detach(|| s.scan_idempotency())?)
+    }
+
+    #[pyo3(signature = (service = "", key = ""))]
+    fn scan_promises<'py>(&self, py: Python<'py>, service: &str, key: &str) -> PyResult<Bound<'py, PyList>> {
+        let s = self.get()?;
+        let found = py.detach(|| s.scan_promises(service, key))?;
+        rows::promises(py, &found)
+    }
+
+    fn count_timers(&self) -> PyResult<usize> {
+        Ok(self.get()?.count_timers())
     }
 }

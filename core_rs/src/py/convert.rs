@@ -32,6 +32,22 @@ pyo3::create_exception!(
      attempt that asked may not journal, suspend or back off."
 );
 
+pyo3::create_exception!(
+    runtime._core,
+    KeyBusyError,
+    PyValueError,
+    "An exclusive or workflow invocation owns the object key (running, suspended, backing off, or \
+     with invocations inboxed on it): its state cannot be edited now. Nothing was written."
+);
+
+pyo3::create_exception!(
+    runtime._core,
+    VersionMismatchError,
+    PyValueError,
+    "The object key's state is not at the expected version (it changed since it was read). \
+     Nothing was written."
+);
+
 impl From<Error> for PyErr {
     fn from(e: Error) -> PyErr {
         let msg = e.to_string();
@@ -39,6 +55,8 @@ impl From<Error> for PyErr {
             Error::SchemaVersion { .. } | Error::NotStead { .. } => SchemaVersionError::new_err(msg),
             Error::InvalidArgument(_) => PyValueError::new_err(msg),
             Error::NotRunning { .. } => NotRunningError::new_err(msg),
+            Error::KeyBusy(_) => KeyBusyError::new_err(msg),
+            Error::VersionMismatch { .. } => VersionMismatchError::new_err(msg),
             Error::Storage(_) | Error::Corrupt(_) | Error::WriterFailed(_) | Error::Closed => StorageError::new_err(msg),
         }
     }

@@ -5,6 +5,7 @@
 mod classes;
 mod convert;
 mod json;
+mod rows;
 
 use pyo3::prelude::*;
 
@@ -61,12 +62,16 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StorageError", py.get_type::<convert::StorageError>())?;
     m.add("SchemaVersionError", py.get_type::<convert::SchemaVersionError>())?;
     m.add("NotRunningError", py.get_type::<convert::NotRunningError>())?;
+    m.add("KeyBusyError", py.get_type::<convert::KeyBusyError>())?;
+    m.add("VersionMismatchError", py.get_type::<convert::VersionMismatchError>())?;
     m.add_function(wrap_pyfunction!(failpoints_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(set_failpoint, m)?)?;
     m.add_function(wrap_pyfunction!(remove_failpoint, m)?)?;
     m.add("SIGNAL_APPLIED", store::SIGNAL_APPLIED)?;
     m.add("SIGNAL_ALREADY_COMPLETED", store::SIGNAL_ALREADY_COMPLETED)?;
     m.add("SIGNAL_UNKNOWN", store::SIGNAL_UNKNOWN)?;
+    m.add("PURGE_NOT_COMPLETED", store::PURGE_NOT_COMPLETED)?;
+    m.add("INVOCATION_COLUMNS", pyo3::types::PyTuple::new(py, rows::INVOCATION_COLUMNS)?)?;
 
     // The stub's `Entry` alias, also at runtime so annotations that are evaluated
     // (pydantic, dataclasses, get_type_hints) can name it.
@@ -74,6 +79,9 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Entry", entry_alias)?;
     m.add("Completion", py.eval(c"tuple[int, bytes | None, int, str | None]", None, None)?)?;
     m.add("Output", py.eval(c"tuple[bytes | None, int, str | None]", None, None)?)?;
+    let row = c"tuple[str, str, str, str, int, int, int, int, int, int, int, int, str, int, str, bool, str, \
+                bytes | None, int, str | None, bytes, list[tuple[str, str]]]";
+    m.add("InvocationRow", py.eval(row, None, None)?)?;
     let globals = pyo3::types::PyDict::new(py);
     globals.set_item("Invocation", py.get_type::<classes::Invocation>())?;
     let wake = py.eval(c"tuple[int, Invocation, int, bytes | None, int, str | None, int]", Some(&globals), None)?;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::admission::Admit;
+use crate::admission::{Admit, Release};
 use crate::awaiting::{Early, Pending, Wait, Wake, WAKE_DELIVER, WAKE_RUN};
 use crate::commit::{Commit, Writer};
 use crate::entry::{self, EntryRef};
@@ -19,7 +19,7 @@ use crate::proto::PromiseWaiter;
 use crate::tables::completions::{self, Outcome};
 use crate::tables::{idempotency, inbox, invocations, promises, timers};
 
-use super::{AttachReads, Inner};
+use super::{AttachReads, Finished, Inner};
 
 /// The failure message of a second completion of a workflow promise.
 pub const PROMISE_ALREADY_COMPLETED: &str = "promise already completed";
@@ -283,7 +283,7 @@ impl<'a> Tx<'a> {
         }
         // Finished: from memory until its completed record is durable, else as read.
         let done = match self.inner.finished.get_with_seq(target.as_bytes()) {
-            Some((o, _)) => Some(o.clone()),
+            Some((f, _)) => Some(f.output.clone()),
             None => attach_reads.get(target).cloned().flatten(),
         };
         match done {
@@ -364,7 +364,7 @@ impl<'a> Tx<'a> {
         // Signals and attaches for it are answered from here until its record is durable.
         let seq = self.next_seq();
         let result = (o.value.map(<[u8]>::to_vec), o.code, o.message.map(str::to_string));
-        self.inner.finished.put(inv.id.as_bytes().to_vec(), result, seq);
+        self.inner.finished.put(inv.id.as_bytes().to_vec(), Finished { output: result, meta: inv.clone() }, seq);
         if st.persisted {
             if let Some(live) = self.inner.live.remove(&inv.id) {
                 for (index, p) in live.pending {
@@ -399,7 +399,17 @@ impl<'a> Tx<'a> {
         for (attacher, index) in self.inner.live.take_attachers(&inv.id) {
             self.complete_entry(&attacher, index, o);
         }
-        let next = self.inner.admission.release(inv)?;
+        let next = match self.inner.admission.release(inv) {
+            Release::Next(next) => next,
+            Release::Freed => {
+                // Free now, but RocksDB may lack this commit's state writes until it is
+                // durable: an edit of the key's state must not trust RocksDB until then.
+                self.inner.freed.prune(self.writer.durable_seq());
+                self.inner.freed.put(keys::state_prefix(&inv.service, &inv.key), (), seq);
+                return None;
+            }
+            Release::Unchanged => return None,
+        };
         let ns = next.state();
         inbox::delete(&mut self.c, &next.service, &next.key, ns.inbox_seq);
         self.set_state(&next, InvState { status: STATUS_RUNNING, inbox_seq: 0, persisted: true, ..ns });

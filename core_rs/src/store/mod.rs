@@ -28,13 +28,20 @@
 //! - `effects`: what one commit does (entry effects, completions, finishing).
 //! - `signals`: cancel, kill, awakeables and timers, from outside an invocation.
 //! - `recover`: recovery at open.
-//! - `purge`: deleting old completed invocations.
+//! - `purge`: deleting completed invocations (old ones, or one on request).
+//! - `scan`: whole-table reads for introspection (admin API, SQL).
+//! - `edit`: the admin's edit of an object key's state, with its version.
 
+mod edit;
 mod effects;
 mod purge;
 mod recover;
+mod scan;
 mod signals;
 
+pub use edit::state_version_of;
+pub use purge::PURGE_NOT_COMPLETED;
+pub use scan::{JournalRow, PromiseRow};
 pub use signals::{SignalResult, SIGNAL_ALREADY_COMPLETED, SIGNAL_APPLIED, SIGNAL_UNKNOWN};
 
 use std::collections::HashMap;
@@ -89,8 +96,8 @@ struct Inner {
     idempotency: Overlay<Option<String>>,
     /// Invocations finished since open (key: id) with their result, until their
     /// completed record is durable: signals and attaches answer for them without
-    /// reading or waiting, and hold no result longer than that.
-    finished: Recent<Output>,
+    /// reading or waiting, and hold no result longer than that. A purge forgets one.
+    finished: Recent<Finished>,
     /// Invocations deleted by purge since open (key: id), until the delete is durable.
     purged: Overlay<()>,
     /// Object keys (key: state prefix) whose state a queued purge deleted, with the rows
@@ -98,7 +105,18 @@ struct Inner {
     /// commits is durable: RocksDB may still have the deleted rows, and no one else knows
     /// (the runtime's state cache knows the commits of handlers, not purges). See `load_state`.
     state: Recent<state::Rows>,
+    /// Object keys (key: state prefix) that a queued commit freed (its owner finished, no
+    /// one waits), until that commit is durable: RocksDB may not have the owner's last
+    /// state writes yet, which an edit of the key's state must see (`overwrite_state`).
+    freed: Recent<()>,
     recovered: bool,
+}
+
+/// An invocation in `Inner::finished`: its result, and what purging it needs while
+/// its completed record may not be written yet.
+struct Finished {
+    output: Output,
+    meta: Arc<InvocationMeta>,
 }
 
 fn check_entries(entries: &[EntryRef<'_>]) -> Result<()> {

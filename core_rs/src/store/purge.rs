@@ -1,8 +1,9 @@
-//! Purge: deleting completed invocations whose retention has run out (record,
-//! journal, completions, idempotency row; for a workflow run also its key's
-//! state and promises). Each record carries its own retention if its service or
-//! handler set one (journal, idempotency or workflow retention, chosen by the
-//! runtime at completion); the others get the server's default.
+//! Purge: deleting completed invocations whose retention has run out, or one
+//! on request (the admin's purge): record, journal, completions, idempotency
+//! row; for a workflow run also its key's state and promises. Each record
+//! carries its own retention if its service or handler set one (journal,
+//! idempotency or workflow retention, chosen by the runtime at completion); the
+//! others get the server's default.
 //!
 //! Purge runs beside the traffic, so it must not hold the store lock across
 //! the thousands of RocksDB reads a large purge makes. It scans for candidates
@@ -18,18 +19,36 @@
 
 use prost::Message;
 
-use crate::error::Result;
-use crate::invocation::{now_ms, KIND_WORKFLOW, STATUS_COMPLETED};
+use crate::db::Cf;
+use crate::error::{Error, Result};
+use crate::invocation::{now_ms, InvocationMeta, KIND_WORKFLOW, STATUS_COMPLETED};
 use crate::keys;
 use crate::proto::{InvocationRecord, PromiseRecord};
-use crate::db::Cf;
 use crate::tables::{completions, idempotency, invocations, journal, promises, state};
 
 use super::effects::Tx;
+use super::signals::{SignalResult, SIGNAL_APPLIED, SIGNAL_UNKNOWN};
 use super::{Inner, Store};
+
+/// `purge_invocation`: the invocation exists but is not completed; nothing written.
+pub const PURGE_NOT_COMPLETED: i64 = 0;
 
 /// Invocations deleted per commit (and per hold of the store lock).
 const BATCH: usize = 64;
+
+/// What purging needs of an invocation (no input, no output).
+fn purge_record(m: &InvocationMeta) -> InvocationRecord {
+    InvocationRecord {
+        id: m.id.clone(),
+        service: m.service.clone(),
+        handler: m.handler.clone(),
+        key: m.key.clone(),
+        kind: m.kind,
+        idempotency_key: m.idempotency_key.clone(),
+        status: STATUS_COMPLETED,
+        ..Default::default()
+    }
+}
 
 /// A purge candidate with what RocksDB said about it.
 struct Candidate<'a> {
@@ -66,9 +85,66 @@ impl Store {
         })?;
         let mut purged = 0;
         for batch in old.chunks(BATCH) {
-            purged += self.purge_batch(batch)?;
+            purged += self.purge_batch(batch)?.0;
         }
         Ok(purged)
+    }
+
+    /// Purge one completed invocation now, whatever its retention (the admin's purge),
+    /// by the same rules as `purge_completed`. (SIGNAL_APPLIED, seq): deleted by commit
+    /// seq. (PURGE_NOT_COMPLETED, seq): it is not completed, nothing written; seq makes
+    /// that answer durable (its admission may be queued). (SIGNAL_UNKNOWN, seq): no such
+    /// invocation; seq is a queued purge that deleted it, 0 once that is durable.
+    pub fn purge_invocation(&self, inv_id: &str) -> Result<SignalResult> {
+        let rec = match self.find_completed(inv_id)? {
+            Ok(rec) => rec,
+            Err(answer) => return Ok(answer),
+        };
+        match self.purge_batch(std::slice::from_ref(&rec))? {
+            (0, _) => Ok(self.purged_answer(inv_id).unwrap_or((SIGNAL_UNKNOWN, 0))),
+            (_, seq) => Ok((SIGNAL_APPLIED, seq)),
+        }
+    }
+
+    /// (SIGNAL_UNKNOWN, seq) if a queued purge deleted `inv_id` (seq 0 once durable).
+    fn purged_answer(&self, inv_id: &str) -> Option<SignalResult> {
+        let inner = self.inner.lock();
+        let ((), seq) = inner.purged.get_with_seq(inv_id.as_bytes())?;
+        Some((SIGNAL_UNKNOWN, if seq > self.writer.durable_seq() { seq } else { 0 }))
+    }
+
+    /// The completed record to purge, or the answer if there is none. Memory first
+    /// (live, purged, or finished with a record perhaps not written yet), then the record
+    /// on disk, read without the lock. An invocation can go from unwritten to live
+    /// between the two: then memory is asked again.
+    fn find_completed(&self, inv_id: &str) -> Result<Result<InvocationRecord, SignalResult>> {
+        for _ in 0..2 {
+            {
+                let inner = self.inner.lock();
+                if inner.live.get(inv_id).is_some() {
+                    return Ok(Err((PURGE_NOT_COMPLETED, self.writer.last_seq())));
+                }
+                if let Some((f, _)) = inner.finished.get_with_seq(inv_id.as_bytes()) {
+                    return Ok(Ok(purge_record(&f.meta)));
+                }
+            }
+            if let Some(answer) = self.purged_answer(inv_id) {
+                return Ok(Err(answer));
+            }
+            match invocations::get(&self.db, inv_id)? {
+                // A purge may have been written since the check above.
+                None => return Ok(Err(self.purged_answer(inv_id).unwrap_or((SIGNAL_UNKNOWN, 0)))),
+                Some(mut rec) if rec.status == STATUS_COMPLETED => {
+                    rec.input = Vec::new();
+                    rec.output = None;
+                    return Ok(Ok(rec));
+                }
+                Some(_) => {}
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "invocation {inv_id} is unfinished on disk but not tracked: call recover() after open"
+        )))
     }
 
     fn read_candidates<'a>(&self, batch: &'a [InvocationRecord]) -> Result<Vec<Candidate<'a>>> {
@@ -93,7 +169,9 @@ impl Store {
             .collect()
     }
 
-    fn purge_batch(&self, batch: &[InvocationRecord]) -> Result<usize> {
+    /// Delete the invocations of `batch` (completed records) in one commit: (how many,
+    /// its seq), (0, 0) if an earlier queued purge deleted all of them already.
+    fn purge_batch(&self, batch: &[InvocationRecord]) -> Result<(usize, u64)> {
         let before = generations(&self.inner.lock());
         let mut candidates = self.read_candidates(batch)?;
         let mut inner = self.inner.lock();
@@ -142,11 +220,13 @@ impl Store {
                 }
             }
             tx.inner.purged.put(r.id.as_bytes().to_vec(), (), seq);
+            // Signals and attaches must not answer from its result any more.
+            tx.inner.finished.remove(r.id.as_bytes());
             n += 1;
         }
-        if n > 0 {
-            tx.push()?;
+        if n == 0 {
+            return Ok((0, 0));
         }
-        Ok(n)
+        Ok((n, tx.push()?))
     }
 }

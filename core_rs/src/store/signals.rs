@@ -4,7 +4,8 @@
 //!
 //! A signal's answer never waits for the writer (it is asked on the event
 //! loop's thread): a live invocation is decided under the store lock; one that
-//! finished since open is answered from the `finished` overlay; anything else
+//! finished since open is answered from the `finished` overlay, one purged since
+//! open from the `purged` overlay (unknown, once that purge is durable); anything else
 //! from one RocksDB point read. Each answer carries the commit whose
 //! durability makes it true, for the caller to wait for before replying.
 
@@ -30,12 +31,13 @@ use super::{Inner, Store};
 pub const SIGNAL_APPLIED: i64 = 1;
 /// Not applicable: already completed (the awakeable, or the invocation).
 pub const SIGNAL_ALREADY_COMPLETED: i64 = 0;
-/// No such invocation is known (never persisted, or purged).
+/// No such invocation is known (never persisted, or purged: then seq is the purge's commit).
 pub const SIGNAL_UNKNOWN: i64 = -1;
 
 /// What a signal returns: (one of SIGNAL_*, seq). For SIGNAL_APPLIED, seq is its
 /// commit; for SIGNAL_ALREADY_COMPLETED, a commit whose durability makes that
-/// answer durable (0: it is); for SIGNAL_UNKNOWN, 0.
+/// answer durable (0: it is); for SIGNAL_UNKNOWN, 0, or the commit of the purge
+/// that deleted it while that may not be durable.
 pub type SignalResult = (i64, u64);
 
 pub const CANCELLED: &str = "cancelled";
@@ -145,6 +147,11 @@ impl Store {
             let mut inner = self.inner.lock();
             if inner.live.get(inv_id).is_some() {
                 return Ok(Ok(inner));
+            }
+            // Purged (a queued delete RocksDB may not have yet): forgotten, as it will be.
+            if let Some(((), seq)) = inner.purged.get_with_seq(inv_id.as_bytes()) {
+                let seq = if seq > self.writer.durable_seq() { seq } else { 0 };
+                return Ok(Err((SIGNAL_UNKNOWN, seq)));
             }
             inner.finished.prune(self.writer.durable_seq());
             if let Some((_, seq)) = inner.finished.get_with_seq(inv_id.as_bytes()) {

@@ -48,6 +48,15 @@ pub fn load(db: &Db, inv_id: &str) -> Result<Vec<(u32, Entry)>> {
     Ok(out)
 }
 
+/// Every completion whose key starts with `prefix` (`keys::completion_prefix` of one
+/// invocation, or `keys::COMPLETION` for all): (invocation id, entry index, completion).
+pub fn scan(db: &Db, prefix: &[u8], mut f: impl FnMut(&str, u32, Entry) -> Result<bool>) -> Result<()> {
+    db.scan_prefix(Cf::Journal, prefix, |k, v| {
+        let (id, index) = keys::decode_completion(k)?;
+        f(id, index, entry::decode(v)?)
+    })
+}
+
 pub fn delete_all(c: &mut Commit, inv_id: &str) {
     let prefix = keys::completion_prefix(inv_id);
     let end = keys::prefix_end(&prefix).expect("completion prefix has an end");

@@ -36,6 +36,16 @@ pub fn scan(db: &Db, mut f: impl FnMut(InvocationRecord) -> Result<bool>) -> Res
     db.scan_prefix(Cf::Invocations, &keys::INVOCATION, |_, v| f(InvocationRecord::decode(v)?))
 }
 
+/// Every record whose id sorts after `after` ("": from the first), in id order,
+/// until `f` returns `Ok(false)`.
+pub fn scan_after(db: &Db, after: &str, mut f: impl FnMut(InvocationRecord) -> Result<bool>) -> Result<()> {
+    let mut from = keys::invocation(after);
+    if !after.is_empty() {
+        from.push(0); // the least key above `after`'s own
+    }
+    db.scan_prefix_from(Cf::Invocations, &keys::INVOCATION, &from, |_, v| f(InvocationRecord::decode(v)?))
+}
+
 /// The fields recovery and purge filter on, read without decoding (or
 /// copying) the input and output of every record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

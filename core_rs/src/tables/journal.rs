@@ -30,6 +30,15 @@ pub fn len(db: &Db, inv_id: &str) -> Result<u32> {
     }
 }
 
+/// Every entry whose key starts with `prefix` (`keys::journal_prefix` of one
+/// invocation, or `keys::JOURNAL` for all): (invocation id, index, entry), in key order.
+pub fn scan(db: &Db, prefix: &[u8], mut f: impl FnMut(&str, u32, Entry) -> Result<bool>) -> Result<()> {
+    db.scan_prefix(Cf::Journal, prefix, |k, v| {
+        let (id, index) = keys::decode_journal(k)?;
+        f(id, index, entry::decode(v)?)
+    })
+}
+
 pub fn delete_all(c: &mut Commit, inv_id: &str) {
     let prefix = keys::journal_prefix(inv_id);
     let end = keys::prefix_end(&prefix).expect("journal prefix has an end");

@@ -21,6 +21,15 @@ pub fn get(db: &Db, key: &[u8]) -> Result<PromiseRecord> {
     }
 }
 
+/// Every record whose key starts with `prefix` (`keys::PROMISE`,
+/// `keys::promise_workflow_prefix` or `keys::promise_prefix`): (workflow, key, name, record).
+pub fn scan(db: &Db, prefix: &[u8], mut f: impl FnMut(&str, &str, &str, PromiseRecord) -> Result<bool>) -> Result<()> {
+    db.scan_prefix(Cf::Promises, prefix, |k, v| {
+        let (workflow, key, name) = keys::decode_promise(k)?;
+        f(workflow, key, name, PromiseRecord::decode(v)?)
+    })
+}
+
 /// Delete every promise of one workflow key.
 pub fn delete_all(c: &mut Commit, workflow: &str, key: &str) {
     let prefix = keys::promise_prefix(workflow, key);

@@ -112,6 +112,23 @@ pub fn load(db: &Db, service: &str, key: &str) -> Result<StateRows> {
     Ok(out)
 }
 
+/// Every row whose key starts with `prefix` (`keys::STATE`, `keys::state_service_prefix`
+/// or `keys::state_prefix`): (service, key, name, value), in key order.
+pub fn scan(db: &Db, prefix: &[u8], mut f: impl FnMut(&str, &str, &str, &[u8]) -> Result<bool>) -> Result<()> {
+    db.scan_prefix(Cf::State, prefix, |k, v| {
+        let (service, key, name) = keys::decode_state(k)?;
+        f(service, key, name, v)
+    })
+}
+
+/// Replace every state row of one object by `rows` (the admin's edit of its state).
+pub fn replace(c: &mut Commit, service: &str, key: &str, rows: &Rows) {
+    delete_all(c, service, key);
+    for (name, value) in rows {
+        c.put_with(Cf::State, |b| keys::state_into(b, service, key, name), |b| b.extend_from_slice(value));
+    }
+}
+
 /// Delete every state row of one object (purge of a workflow key).
 pub fn delete_all(c: &mut Commit, service: &str, key: &str) {
     let prefix = keys::state_prefix(service, key);

@@ -50,3 +50,17 @@ pub fn obj(id: &str) -> Arc<InvocationMeta> {
 
 pub const AWAKEABLE: EntryRef<'static> = EntryRef { kind: entry::AWAKEABLE, name: None, value: None, code: 0, message: None };
 pub const RUN: EntryRef<'static> = EntryRef { kind: entry::RUN, name: Some("r"), value: Some(b"1"), code: 0, message: None };
+
+/// Every (key, value) of column family `cf` whose key starts with `prefix`, as RocksDB
+/// has them: a read-only open beside a live store (wait for the commits first).
+pub fn raw_rows(dir: &Path, cf: stead_core::db::Cf, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use stead_core::db::Cf;
+    let names = Cf::ALL.iter().map(|cf| cf.name());
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), dir, names, false).unwrap();
+    let handle = db.cf_handle(cf.name()).unwrap();
+    db.prefix_iterator_cf(handle, prefix)
+        .map(|r| r.unwrap())
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
