@@ -1,35 +1,55 @@
-"""The admin API (a minimal first part of it), on its own port, loopback by default:
+"""The admin API, on its own port (loopback unless --admin-host says otherwise), in
+Restate's paths and shapes where Restate has them:
 
-    PATCH  /invocations/{id}/cancel     cooperative: the handler sees a TerminalError at its
-                                        next await, compensations run; propagates to callees
-    PATCH  /invocations/{id}/kill       stops at once, no compensation; kills callees too
-    DELETE /invocations/{id}?mode=cancel|kill   (Restate's older form of the same)
-    GET    /health
-    POST   /deployments, GET /deployments[/{id}], DELETE /deployments/{id}: see admin_deployments.py
+    GET    /health, /version
+    GET    /services[/{name}[/openapi]]                      runtime/admin_services.py
+    GET    /services/{service}/state/{key}                   runtime/admin_state.py
+    POST   /services/{service}/state
+    GET    /invocations[/{id}]                               runtime/admin_invocations.py
+    PATCH  /invocations/{id}/cancel|kill|purge
+    DELETE /invocations/{id}?mode=cancel|kill               (Restate's older form)
+    POST   /deployments, GET /deployments[/{id}], DELETE /deployments/{id}: admin_deployments.py
     PUT    /debug/failpoints/{name}     body: actions in the `fail` crate's syntax (e.g. pause);
     DELETE /debug/failpoints/{name}     only with STEAD_DEBUG_FAILPOINTS=1 and an extension built
                                         with the failpoints feature (tests hold or fail the writer)
 
-202 {"invocationId", "status"} once the request is durable; 404 unknown invocation;
-409 already completed.
+Errors are Restate's admin shape, {"message", "restate_code"} (plus "code", the HTTP
+status): 400 bad input, 401 missing token, 404 unknown, 405 method, 409 conflict.
+Every path is also answered under Restate's version prefixes (/v1 ... /v4), which
+Restate's CLI puts in front of the paths once GET /version told it the range.
+With an admin token (--admin-token), every request that changes something (any
+method but GET and HEAD) must carry
+"Authorization: Bearer <token>"; a refused request changes nothing.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import os
 from urllib.parse import parse_qs, unquote
 
-from runtime import _core, admin_deployments
-from runtime.http import HttpError, Receive, Scope, Send, error_body, json_body, lifespan, read_body, respond
+from runtime import _core, admin_deployments, admin_invocations, admin_services, admin_state
+from runtime.http import HttpError, Receive, Scope, Send, header, json_body, lifespan, read_body, respond
 from runtime.invoker import Invoker
 
 log = logging.getLogger("stead.admin")
 
 
+# Restate's admin API revisions whose paths this API answers (its CLI prefixes them).
+API_VERSIONS = tuple(f"v{n}" for n in range(admin_services.MIN_API_VERSION, admin_services.MAX_API_VERSION + 1))
+
+
+def error_body(status: int, message: str) -> bytes:
+    return json.dumps({"code": status, "message": message, "restate_code": None}).encode()
+
+
 class Admin:
-    def __init__(self, invoker: Invoker) -> None:
+    def __init__(self, invoker: Invoker, *, ingress_url: str = "", token: str = "") -> None:
         self.invoker = invoker
+        self.ingress_url = ingress_url
+        self._token = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,30 +69,65 @@ class Admin:
             log.exception("internal error serving %s %s", scope["method"], scope["path"])
             await respond(send, 500, error_body(500, f"internal error: {exc}"))
 
+    def _authorize(self, scope: Scope, parts: list[str]) -> None:
+        if not self._token or scope["method"] in ("GET", "HEAD"):
+            return
+        given = header(scope["headers"], b"authorization") or b""
+        scheme, _, token = given.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self._token):
+            raise HttpError(401, "this admin API needs a token: send \"Authorization: Bearer <token>\" "
+                                 "(the server's --admin-token)")
+
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        parts = scope["path"].strip("/").split("/")
+        parts = [unquote(p) for p in scope["path"].strip("/").split("/")]
+        if len(parts) > 1 and parts[0] in API_VERSIONS:
+            parts = parts[1:]  # Restate's versioned paths (/v2/services, ...): the same resources
         method = scope["method"]
+        self._authorize(scope, parts)
+        head = parts[0]
         if parts == ["health"]:
             await respond(send, 200, b'{"status":"ok"}')
-            return
-        if parts[0] == "deployments":
+        elif head == "deployments":
             await admin_deployments.handle(self.invoker, parts, scope, receive, send)
-            return
-        if len(parts) == 3 and parts[:2] == ["debug", "failpoints"] and _failpoints_enabled():
-            await self._failpoint(unquote(parts[2]), method, scope, receive, send)
-            return
-        if len(parts) == 3 and parts[0] == "invocations" and parts[2] in ("cancel", "kill"):
-            if method != "PATCH":
-                raise HttpError(405, f"method {method} not allowed: use PATCH /invocations/{{id}}/{parts[2]}")
-            await self._signal(unquote(parts[1]), parts[2], send)
-            return
-        if len(parts) == 2 and parts[0] == "invocations" and method == "DELETE":
+        elif parts == ["version"] or (head == "services" and (len(parts) < 3 or parts[2] != "state")):
+            await admin_services.handle(self.invoker, parts, method, self.ingress_url, send)
+        elif head == "services" and len(parts) == 4 and method == "GET":
+            await admin_state.get(self.invoker, parts[1], parts[3], send)
+        elif head == "services" and len(parts) == 3 and method == "POST":
+            await admin_state.post(self.invoker, parts[1], scope, receive, send)
+        elif head == "services":
+            raise HttpError(405 if len(parts) in (3, 4) else 404,
+                            "use GET /services/{service}/state/{key} or POST /services/{service}/state")
+        elif head == "invocations":
+            await self._invocations(parts, method, scope, send)
+        elif len(parts) == 3 and parts[:2] == ["debug", "failpoints"] and _failpoints_enabled():
+            await self._failpoint(parts[2], method, scope, receive, send)
+        else:
+            raise HttpError(404, f"unknown admin path {scope['path']}")
+
+    async def _invocations(self, parts: list[str], method: str, scope: Scope, send: Send) -> None:
+        invoker = self.invoker
+        if len(parts) == 1 and method == "GET":
+            page = await admin_invocations.list_invocations(invoker, scope.get("query_string") or b"")
+            await respond(send, 200, json_body(page))
+        elif len(parts) == 2 and method == "GET":
+            await respond(send, 200, json_body(await admin_invocations.describe(invoker, parts[1])))
+        elif len(parts) == 2 and method == "DELETE":
             mode = parse_qs((scope.get("query_string") or b"").decode("latin-1")).get("mode", ["cancel"])[-1]
             if mode not in ("cancel", "kill"):
                 raise HttpError(400, f"mode must be cancel or kill, got {mode!r}")
-            await self._signal(unquote(parts[1]), mode, send)
-            return
-        raise HttpError(404, f"unknown admin path {scope['path']}")
+            await admin_invocations.signal(invoker, parts[1], mode, send)
+        elif len(parts) == 3 and parts[2] in ("cancel", "kill", "purge"):
+            if method != "PATCH":
+                raise HttpError(405, f"method {method} not allowed: use PATCH /invocations/{{id}}/{parts[2]}")
+            if parts[2] == "purge":
+                await admin_invocations.purge(invoker, parts[1], send)
+            else:
+                await admin_invocations.signal(invoker, parts[1], parts[2], send)
+        elif len(parts) in (1, 2):
+            raise HttpError(405, f"method {method} not allowed on /{'/'.join(parts)}")
+        else:
+            raise HttpError(404, f"unknown admin path {scope['path']}")
 
     async def _failpoint(self, name: str, method: str, scope: Scope, receive: Receive, send: Send) -> None:
         if method == "PUT":
@@ -87,21 +142,6 @@ class Admin:
             raise HttpError(405, f"method {method} not allowed: PUT or DELETE a failpoint")
         log.warning("failpoint %s %s", name, "set" if method == "PUT" else "removed")
         await respond(send, 200, json_body({"failpoint": name}))
-
-    async def _signal(self, inv_id: str, action: str, send: Send) -> None:
-        store = self.invoker.store
-        answer, seq = store.cancel(inv_id) if action == "cancel" else store.kill(inv_id)
-        if answer == _core.SIGNAL_UNKNOWN and self.invoker.persist_live(inv_id):
-            # Running in memory without a durable point yet: now persisted, signal again.
-            answer, seq = store.cancel(inv_id) if action == "cancel" else store.kill(inv_id)
-        if answer == _core.SIGNAL_UNKNOWN:
-            raise HttpError(404, f"invocation {inv_id} not found")
-        if answer == _core.SIGNAL_ALREADY_COMPLETED:
-            await self.invoker.commits.wait(seq)  # the 409 is true once its commit is durable
-            raise HttpError(409, f"invocation {inv_id} is already completed")
-        await self.invoker.signal(seq)
-        status = "cancelling" if action == "cancel" else "killed"
-        await respond(send, 202, json_body({"invocationId": inv_id, "status": status}))
 
 
 def _failpoints_enabled() -> bool:

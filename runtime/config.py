@@ -20,5 +20,8 @@ class ServerConfig:
     retention_s: float = 24 * 3600.0  # how long completed invocations are kept
     shutdown_timeout_s: float = 10.0
     log_level: str = "warning"
-    signing_key: str = ""
-    max_deployment_message_bytes: int = 64 * 1024 * 1024  # larger messages from a deployment fail the attempt  # PEM file of the ed25519 key that signs requests to deployments
+    signing_key: str = ""  # PEM file of the ed25519 key that signs requests to deployments
+    max_deployment_message_bytes: int = 64 * 1024 * 1024  # larger messages from a deployment fail the attempt
+    log_format: str = "text"  # "text" or "json" (one JSON object per line)
+    admin_token: str = ""  # when set, mutating admin requests need "Authorization: Bearer <token>"
+    otlp_endpoint: str = ""  # OTLP/HTTP endpoint for traces (e.g. http://127.0.0.1:4318); "" = off

@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,6 +34,7 @@ from pysdk._app import App
 from pysdk._handler import HandlerOptions
 from pysdk._proto.stead.deployment import v1 as pb
 from pysdk._retry import InvocationRetryPolicy
+from runtime.ids import new_deployment_id, resource_id
 
 log = logging.getLogger("stead.deployments")
 
@@ -43,6 +43,10 @@ PROTOCOL_MAX = 1
 DISCOVER_PATH = "/stead.deployment.v1.Deployment/Discover"
 INVOKE_PATH = "/stead.deployment.v1.Deployment/Invoke"
 FILE = "deployments.json"
+# The deployment the in-process app's services belong to (Restate gives every service
+# one; GET /deployments lists it when the app serves anything).
+LOCAL_DEPLOYMENT_ID = resource_id("dp", 0)
+LOCAL_URI = "stead://in-process"
 
 
 class RegistrationError(ValueError):
@@ -175,12 +179,21 @@ class Deployment:
 
     def summary(self) -> dict[str, Any]:
         """The admin API's shape (Restate's `GET /deployments` items, as far as they apply)."""
-        return {"id": self.id, "uri": self.uri, "protocol_type": "BidiStream", "created_at": _iso(self.created_ms),
-                "min_protocol_version": self.min_protocol_version,
-                "max_protocol_version": self.max_protocol_version, "sdk_version": self.sdk,
-                "services": [{"name": s.name, "ty": _RESTATE_TYPES.get(s.type, s.type),
-                              "handlers": [{"name": h.name, "ty": _RESTATE_KINDS.get(h.kind, h.kind)}
-                                           for h in s.handlers]} for s in self.services]}
+        return summary(self.id, self.uri, self.created_ms, self.sdk, self.min_protocol_version,
+                       self.max_protocol_version, [(s.name, s.type, [(h.name, h.kind) for h in s.handlers])
+                                                   for s in self.services])
+
+
+def summary(dep_id: str, uri: str, created_ms: int, sdk: str, min_version: int, max_version: int,
+            services: list[tuple[str, str, list[tuple[str, str]]]]) -> dict[str, Any]:
+    """Restate's `DeploymentResponse` (Http) for a deployment, with each service's type
+    and handlers besides its name and revision."""
+    return {"id": dep_id, "uri": uri, "protocol_type": "BidiStream", "http_version": "HTTP/2.0",
+            "created_at": _iso(created_ms), "min_protocol_version": min_version,
+            "max_protocol_version": max_version, "sdk_version": sdk,
+            "services": [{"name": name, "revision": 1, "ty": _RESTATE_TYPES.get(ty, ty),
+                          "handlers": [{"name": h, "ty": _RESTATE_KINDS.get(k, k)} for h, k in handlers]}
+                         for name, ty, handlers in services]}
 
 
 _RESTATE_TYPES = {"service": "Service", "object": "VirtualObject", "workflow": "Workflow"}
@@ -218,12 +231,25 @@ class Registry:
         self.signer = signer
         self.deployments: dict[str, Deployment] = {}
         self.on_change: list[Any] = []
+        self.started_ms = int(time.time() * 1000)
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
                 for d in json.load(f)["deployments"]:
                     dep = Deployment.from_json(d)
                     self.deployments[dep.id] = dep
         self._rebuild()
+
+    def local_summary(self) -> Optional[dict[str, Any]]:
+        """The in-process app as a deployment (None when it serves nothing)."""
+        catalog = self.catalog
+        if not catalog.local:
+            return None
+        from pysdk._deployment.discovery import MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, SDK
+        services = [(name, catalog.services[name].service_type,
+                     [(h, spec.kind) for h, spec in catalog.services[name].handlers.items()])
+                    for name in sorted(catalog.local)]
+        return summary(LOCAL_DEPLOYMENT_ID, LOCAL_URI, self.started_ms, SDK, MIN_PROTOCOL_VERSION,
+                       MAX_PROTOCOL_VERSION, services)
 
     def get(self, deployment_id: str) -> Deployment:
         dep = self.deployments.get(deployment_id)
@@ -269,7 +295,7 @@ class Registry:
             for h in svc.handlers:
                 if h.kind not in _RESTATE_KINDS:
                     raise RegistrationError(f"handler {svc.name}/{h.name} has an unknown kind {h.kind!r}")
-        dep = Deployment(id="dp_" + secrets.token_hex(8), uri=uri, created_ms=int(time.time() * 1000),
+        dep = Deployment(id=new_deployment_id(), uri=uri, created_ms=int(time.time() * 1000),
                          sdk=answer.sdk, min_protocol_version=answer.min_protocol_version,
                          max_protocol_version=answer.max_protocol_version, services=list(answer.services))
         self.deployments[dep.id] = dep

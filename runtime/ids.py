@@ -45,3 +45,20 @@ def new_invocation_id() -> str:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+# Restate's resource ids ("dp_1" + a 128-bit value in base62, digits then lower then upper
+# case, zero-padded to 22): deployment ids in this form are read by Restate's own tools.
+_BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def resource_id(prefix: str, value: int) -> str:
+    digits = []
+    while value:
+        value, rem = divmod(value, 62)
+        digits.append(_BASE62[rem])
+    return f"{prefix}_1{''.join(reversed(digits)).rjust(22, '0')}"
+
+
+def new_deployment_id() -> str:
+    return resource_id("dp", int.from_bytes(os.urandom(16), "big"))

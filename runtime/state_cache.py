@@ -74,6 +74,13 @@ class StateCache:
         entry = self._entry(service, key)
         return entry[0], max(entry[1], entry[4])
 
+    def peek(self, service: str, key: str) -> Optional[tuple[dict[str, bytes], int]]:
+        """Like `get` for a cached key, None for one that is not cached (never reads the
+        store: the admin API reads it in a worker thread instead). Callers must not mutate
+        the dict."""
+        entry = self._entries.get((service, key))
+        return None if entry is None else (entry[0], max(entry[1], entry[4]))
+
     def lend(self, service: str, key: str) -> tuple[dict[str, bytes], Optional[dict[str, Kept]], int]:
         """The committed state of one key for its next writer, with the decoded values
         kept for it, which now belong to that writer (until it puts them back), and the

@@ -93,20 +93,27 @@ def _schema(hint: Any) -> Optional[str]:
         return None
 
 
-def _handler(spec: HandlerSpec) -> pb.HandlerInfo:
-    opts: HandlerOptions = spec.options
+def handler_schemas(spec: HandlerSpec) -> tuple[Optional[str], Optional[str]]:
+    """The JSON Schemas (as JSON text) of a handler's input and output, from its type
+    hints or its serde's; None where there is no hint or no schema can be made."""
     input_hint = spec.input_type if spec.accepts_input else None
     if spec.accepts_input and input_hint is None:
         input_hint = getattr(spec.input_serde, "type_hint", None)
     output_hint = spec.output_type if spec.output_type is not None else getattr(spec.output_serde, "type_hint", None)
+    return _schema(input_hint), _schema(output_hint)
+
+
+def _handler(spec: HandlerSpec) -> pb.HandlerInfo:
+    opts: HandlerOptions = spec.options
+    input_schema, output_schema = handler_schemas(spec)
     return pb.HandlerInfo(
         name=spec.name,
         kind=spec.kind,
         options=_options(opts, opts.workflow_retention),
         description=opts.description,
         metadata=dict(opts.metadata or {}),
-        input_schema=_schema(input_hint),
-        output_schema=_schema(output_hint),
+        input_schema=input_schema,
+        output_schema=output_schema,
         accept=opts.accept,
         content_type=opts.content_type,
     )
