@@ -8,6 +8,7 @@ Restate's paths and shapes where Restate has them:
     GET    /invocations[/{id}]                               runtime/admin_invocations.py
     PATCH  /invocations/{id}/cancel|kill|purge
     DELETE /invocations/{id}?mode=cancel|kill               (Restate's older form)
+    POST   /query                                            runtime/admin_query.py (SQL)
     POST   /deployments, GET /deployments[/{id}], DELETE /deployments/{id}: admin_deployments.py
     PUT    /debug/failpoints/{name}     body: actions in the `fail` crate's syntax (e.g. pause);
     DELETE /debug/failpoints/{name}     only with STEAD_DEBUG_FAILPOINTS=1 and an extension built
@@ -18,7 +19,7 @@ status): 400 bad input, 401 missing token, 404 unknown, 405 method, 409 conflict
 Every path is also answered under Restate's version prefixes (/v1 ... /v4), which
 Restate's CLI puts in front of the paths once GET /version told it the range.
 With an admin token (--admin-token), every request that changes something (any
-method but GET and HEAD) must carry
+method but GET and HEAD, except POST /query, which only reads) must carry
 "Authorization: Bearer <token>"; a refused request changes nothing.
 """
 
@@ -30,7 +31,7 @@ import logging
 import os
 from urllib.parse import parse_qs, unquote
 
-from runtime import _core, admin_deployments, admin_invocations, admin_services, admin_state
+from runtime import _core, admin_deployments, admin_invocations, admin_query, admin_services, admin_state
 from runtime.http import HttpError, Receive, Scope, Send, header, json_body, lifespan, read_body, respond
 from runtime.invoker import Invoker
 
@@ -70,7 +71,7 @@ class Admin:
             await respond(send, 500, error_body(500, f"internal error: {exc}"))
 
     def _authorize(self, scope: Scope, parts: list[str]) -> None:
-        if not self._token or scope["method"] in ("GET", "HEAD"):
+        if not self._token or scope["method"] in ("GET", "HEAD") or parts == ["query"]:
             return
         given = header(scope["headers"], b"authorization") or b""
         scheme, _, token = given.partition(b" ")
@@ -87,6 +88,8 @@ class Admin:
         head = parts[0]
         if parts == ["health"]:
             await respond(send, 200, b'{"status":"ok"}')
+        elif parts == ["query"]:
+            await admin_query.handle_query(self.invoker, scope, receive, send)
         elif head == "deployments":
             await admin_deployments.handle(self.invoker, parts, scope, receive, send)
         elif parts == ["version"] or (head == "services" and (len(parts) < 3 or parts[2] != "state")):

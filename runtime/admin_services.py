@@ -125,7 +125,8 @@ async def handle(invoker: Invoker, parts: list[str], method: str, ingress_url: s
         raise HttpError(405, f"method {method} not allowed here: GET")
     if parts == ["version"]:
         await respond(send, 200, json_body({"version": stead_version(), "min_admin_api_version": MIN_API_VERSION,
-                                            "max_admin_api_version": MAX_API_VERSION, "ingress_endpoint": ingress_url.rstrip("/") + "/" if ingress_url else None}))
+                                            "max_admin_api_version": MAX_API_VERSION, "ingress_endpoint": ingress_url.rstrip("/") + "/" if ingress_url else None,
+                                            "features": {}}))
     elif parts == ["services"]:
         await respond(send, 200, json_body({"services": [service(s) for s in invoker.app.services.values()]}))
     elif len(parts) == 2:

@@ -19,6 +19,7 @@ queues the write, under its lock); then nothing changes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 from typing import Any
@@ -32,13 +33,14 @@ MAX_BODY = 32 * 1024 * 1024
 
 
 def version(state: dict[str, bytes]) -> str:
-    """A digest of the whole state (names and values, in name order)."""
+    """Restate's state version (its StateMutationVersion): SHA-256 over the rows in name
+    order, each as its index (8 bytes, big-endian), 0x01, name, 0x02, value, 0x03, in
+    unpadded URL-safe base64. Restate's CLI computes it on its side for `state edit`
+    and `kv clear`, so it must be this very digest."""
     h = hashlib.sha256()
-    for name in sorted(state):
-        raw = name.encode()
-        value = state[name]
-        h.update(len(raw).to_bytes(4, "big") + raw + len(value).to_bytes(4, "big") + value)
-    return h.hexdigest()[:32]
+    for i, (name, value) in enumerate(sorted((k.encode(), v) for k, v in state.items())):
+        h.update(i.to_bytes(8, "big") + b"\x01" + name + b"\x02" + value + b"\x03")
+    return base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
 
 
 def _keyed(invoker: Invoker, service: str) -> None:

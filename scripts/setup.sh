@@ -16,6 +16,7 @@ need_pkgs=()
 for pkg in libclang-dev protobuf-compiler clang wrk; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
+command -v npm >/dev/null || need_pkgs+=(npm)  # Restate's CLI, below
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${need_pkgs[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -38,3 +39,11 @@ python -m pip install -q "maturin>=1.9,<2"
 # replace [tool.maturin] features instead of adding to them: name extension-module too.
 MATURIN_PEP517_ARGS="--features extension-module,failpoints" python -m pip install -q --no-build-isolation -e '.[test]'
 python -c 'from runtime import _core; assert _core.failpoints_enabled(), "the dev build of runtime._core lacks failpoints"'
+
+# Restate's own CLI (npm @restatedev/restate, 1.7), which tests/runtime/test_restate_cli_e2e.py
+# runs against Stead's admin API as a Restate user would; cached beside the Cargo target.
+RESTATE_CLI_DIR="${STEAD_RESTATE_CLI:-$HOME/.cache/stead/restate-cli}"
+if [ ! -x "$RESTATE_CLI_DIR/node_modules/.bin/restate" ]; then
+  echo "setup: installing Restate's CLI into $RESTATE_CLI_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$RESTATE_CLI_DIR" @restatedev/restate@1.7.12
+fi

@@ -122,3 +122,17 @@ def test_admin_token_guards_every_change(make: Callable[..., SteadServer]) -> No
     assert srv.admin("PATCH", "/invocations/inv_x/kill").status_code == 401
     assert state(srv, "Cart", "t")["state"] == {"items": ["apple"]}
     assert edit(srv, "Cart", "t", {"items": []}, read["version"], token="s3cret").status_code == 202
+
+
+def test_the_version_is_restates_digest() -> None:
+    """Restate's CLI computes the version on its side (StateMutationVersion); the vector is
+    that digest of {"a": b"1", "b": b"xy"} worked out from its definition."""
+    import base64
+    import hashlib
+
+    from runtime.admin_state import version
+    rows = b"".join(i.to_bytes(8, "big") + b"\x01" + k + b"\x02" + v + b"\x03"
+                    for i, (k, v) in enumerate([(b"a", b"1"), (b"b", b"xy")]))
+    expected = base64.urlsafe_b64encode(hashlib.sha256(rows).digest()).rstrip(b"=").decode()
+    assert version({"b": b"xy", "a": b"1"}) == expected
+    assert version({}) == base64.urlsafe_b64encode(hashlib.sha256(b"").digest()).rstrip(b"=").decode()
