@@ -2,6 +2,7 @@
 Restate's paths and shapes where Restate has them:
 
     GET    /health, /version
+    GET    /ui[/{asset}]                                     the web UI (runtime/admin_ui.py, runtime/ui/)
     GET    /services[/{name}[/openapi]]                      runtime/admin_services.py
     GET    /services/{service}/state/{key}                   runtime/admin_state.py
     POST   /services/{service}/state
@@ -31,7 +32,7 @@ import logging
 import os
 from urllib.parse import parse_qs, unquote
 
-from runtime import _core, admin_deployments, admin_invocations, admin_query, admin_services, admin_state
+from runtime import _core, admin_deployments, admin_invocations, admin_query, admin_services, admin_state, admin_ui
 from runtime.http import HttpError, Receive, Scope, Send, header, json_body, lifespan, read_body, respond
 from runtime.invoker import Invoker
 
@@ -88,6 +89,8 @@ class Admin:
         head = parts[0]
         if parts == ["health"]:
             await respond(send, 200, b'{"status":"ok"}')
+        elif head == "ui":
+            await admin_ui.handle(parts, method, send)
         elif parts == ["query"]:
             await admin_query.handle_query(self.invoker, scope, receive, send)
         elif head == "deployments":

@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR="${STEAD_CARGO_TARGET:-$HOME/.cache/stead/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 
 need_pkgs=()
-for pkg in libclang-dev protobuf-compiler clang wrk; do
+for pkg in libclang-dev protobuf-compiler clang wrk chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 command -v npm >/dev/null || need_pkgs+=(npm)  # Restate's CLI, below
