@@ -81,7 +81,12 @@ class Admin:
                                  "(the server's --admin-token)")
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        parts = [unquote(p) for p in scope["path"].strip("/").split("/")]
+        # Segments of the raw path, each decoded: a key may hold an encoded "/" (%2F).
+        raw = (scope.get("raw_path") or scope["path"].encode()).split(b"?", 1)[0]
+        try:
+            parts = [unquote(p.decode("ascii"), errors="strict") for p in raw.strip(b"/").split(b"/")]
+        except UnicodeError:
+            raise HttpError(400, "the path is not valid UTF-8 (percent-encoded)") from None
         if len(parts) > 1 and parts[0] in API_VERSIONS:
             parts = parts[1:]  # Restate's versioned paths (/v2/services, ...): the same resources
         method = scope["method"]

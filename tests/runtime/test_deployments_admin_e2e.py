@@ -58,7 +58,9 @@ def post_deployment(server: SteadServer, body: object) -> httpx.Response:
 def listed(server: SteadServer) -> list[dict[str, Any]]:
     resp = server.admin("GET", "/deployments")
     assert resp.status_code == 200, resp.text
-    return resp.json()["deployments"]
+    # The registered deployments: the in-process app's own (listed first when it serves
+    # anything) is not registered (tests/runtime/test_admin_services_e2e.py covers it).
+    return [d for d in resp.json()["deployments"] if d["uri"] != "stead://in-process"]
 
 
 def assert_refused(server: SteadServer, body: object, *words: str) -> dict[str, Any]:
@@ -84,7 +86,8 @@ def expected_services(target: str) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def shape(services: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, Any]]]:
-    return {s["name"]: (s["ty"], {h["name"]: h["ty"] for h in s["handlers"]}) for s in services}
+    # A Service's handlers have no kind: None, or left out as Restate's full ServiceMetadata does.
+    return {s["name"]: (s["ty"], {h["name"]: h.get("ty") for h in s["handlers"]}) for s in services}
 
 
 # ---------------------------------------------------------------- 1. refusals
@@ -148,7 +151,13 @@ def test_list_describe_remove_and_the_registry_across_restarts(procs, effects_di
         assert item["min_protocol_version"] <= item["max_protocol_version"]
         described = server.admin("GET", f"/deployments/{dep_id}")
         assert described.status_code == 200, described.text
-        assert described.json() == item
+        # Restate's detailed shape: the same deployment, its services in full (schemas, options).
+        detail = described.json()
+        assert {k: v for k, v in detail.items() if k != "services"} == {
+            k: v for k, v in item.items() if k != "services"}
+        assert shape(detail["services"]) == expected
+        assert all(s["deployment_id"] == dep_id and "input_description" in s["handlers"][0]
+                   for s in detail["services"])
 
     check_registered()
     assert server.post("/Counter/a/add", 2).json() == 2
