@@ -43,14 +43,18 @@ __all__ = [
     "STATUS_COMPLETED",
     "STATUS_SUSPENDED",
     "STATUS_SCHEDULED",
+    "STATUS_PAUSED",
     "WAKE_RUN",
     "WAKE_DELIVER",
     "WAKE_CANCEL",
     "WAKE_KILL",
     "WAKE_DONE",
+    "WAKE_PAUSE",
     "SIGNAL_APPLIED",
     "SIGNAL_ALREADY_COMPLETED",
     "SIGNAL_UNKNOWN",
+    "SIGNAL_NOT_STARTED",
+    "SIGNAL_UNCHANGED",
     "PURGE_NOT_COMPLETED",
     "INVOCATION_COLUMNS",
     "InvocationRow",
@@ -115,6 +119,9 @@ STATUS_BACKING_OFF: int
 STATUS_COMPLETED: int
 STATUS_SUSPENDED: int  # waiting for a completion with its coroutine dropped; resumed by replay
 STATUS_SCHEDULED: int  # a delayed send: waits for its timer, then is admitted
+STATUS_PAUSED: int  # started, runs nothing until resumed (`Store.pause`, or retries ran out with
+#                     on_max_attempts "pause"): keeps its key, journal and pending entries; its
+#                     completions are stored without waking it; survives restarts
 
 # Completion of an awaitable entry: (entry index, value, failure code, failure message).
 # Success: value is bytes (b"" for a fired sleep), code 0. Failure: value None, code != 0.
@@ -138,12 +145,20 @@ WAKE_KILL: int  # an invocation running in memory was killed: stop its coroutine
 #                 value/code/message are its result, (None, 409, "killed"): resolve attach waiters too)
 WAKE_DONE: int  # completed inside the store (killed, or cancelled before it started): value/code/message
 #                 are its result; resolve whoever waits for it (attach)
+WAKE_PAUSE: int  # an invocation running in memory was paused: close its attempt like a suspension (its
+#                  coroutine is dropped, nothing more is journaled), unless it is running again by the
+#                  time the wake is acted on (resumed meanwhile); a resume brings a WAKE_RUN (index 0)
 
-# The status of a signal's answer (complete_awakeable, cancel, kill): (status, seq).
+# The status of a signal's answer (complete_awakeable, cancel, kill, pause, resume_invocation):
+# (status, seq).
 SIGNAL_APPLIED: int  # 1: applied in commit seq
 SIGNAL_ALREADY_COMPLETED: int  # 0: not applicable, already completed; true once seq is durable (0: it is)
 SIGNAL_UNKNOWN: int  # -1: no such invocation (seq 0; or, for one a queued purge deleted, that purge's
 #                      commit while it is not durable)
+SIGNAL_NOT_STARTED: int  # 2 (pause, resume_invocation): inboxed or scheduled, never started; nothing
+#                          written; true once seq is durable
+SIGNAL_UNCHANGED: int  # 3 (pause: already paused; resume_invocation: running): nothing to do, nothing
+#                        written; true once seq is durable
 # `Store.purge_invocation`: the invocation exists and is not completed; nothing written (0).
 PURGE_NOT_COMPLETED: int
 
@@ -169,7 +184,7 @@ class SchemaVersionError(StorageError):
     """The data directory was written by a Stead with another schema version."""
 
 class NotRunningError(ValueError):
-    """The invocation is not running (suspended, backing off, completed, inboxed or scheduled):
+    """The invocation is not running (suspended, backing off, paused, completed, inboxed or scheduled):
     the attempt that asked may not journal, suspend or back off. A ValueError, so callers that
     catch ValueError keep working."""
 
@@ -347,9 +362,9 @@ class Store:
     # `complete_awakeable`) is completed in the same commit (WAKE_DELIVER, like GET_PROMISE of a
     # completed promise); an entry of another kind at such an index drops the early completion.
     #
-    # Only a running attempt writes: `progress`, `suspend` and `backoff` raise NotRunningError
-    # for an invocation whose status is not STATUS_RUNNING (suspended, backing off, completed,
-    # e.g. killed, inboxed, scheduled). Status 0 (never admitted through the store) counts as
+    # Only a running attempt writes: `progress`, `suspend`, `backoff` and `pause_attempt` raise
+    # NotRunningError for an invocation whose status is not STATUS_RUNNING (suspended, backing off,
+    # paused, completed, e.g. killed, inboxed, scheduled). Status 0 (never admitted through the store) counts as
     # running: `progress` then writes it running.
     def progress(self, inv: Invocation, entries: list[Entry],
                  children: Optional[list[tuple[Invocation, int]]] = None) -> int:
@@ -362,6 +377,10 @@ class Store:
         (timers table + in-memory index). Entries not yet made durable are dropped by the caller.
         When the timer fires, `fire_timers` makes it running with a WAKE_RUN. NotRunningError if
         it is not running."""
+    def pause_attempt(self, inv: Invocation) -> int:
+        """Record a failed attempt whose retries ran out under on_max_attempts "pause": status
+        paused (record written, retry_count kept, no timer, no wake: the asking attempt ends by
+        itself), until `resume_invocation`. Returns seq. NotRunningError if it is not running."""
     def resume(self, inv: Invocation) -> int:
         """Mark a backing-off invocation running again (status only; its timer row is deleted).
         Not needed after `fire_timers`, which already does this. NotRunningError if completed."""
@@ -396,7 +415,7 @@ class Store:
         Returns (seq, next). Completing an invocation that is still inboxed or scheduled
         takes it out of its inbox or timer and hands nothing over. Its pending sleep timers are
         deleted. Allowed for a running, inboxed or scheduled invocation; NotRunningError for one
-        that is suspended, backing off or already completed (e.g. killed)."""
+        that is suspended, backing off, paused or already completed (e.g. killed)."""
     def suspend(self, inv: Invocation, awaiting: list[int]) -> int:
         """The runtime drops the coroutine of `inv`, which waits for any of the entries
         `awaiting`. If none of them is completed yet: status suspended (record written),
@@ -434,22 +453,43 @@ class Store:
         entry (b""), a retry makes its invocation running (WAKE_RUN), a scheduled send is
         admitted (WAKE_RUN or inboxed). Returns how many fired (including timers that found
         nothing left to do, e.g. a sleep of a killed invocation, whose rows are just deleted)."""
-    def cancel(self, inv_id: str) -> int:
+    def cancel(self, inv_id: str) -> tuple[int, int]:
         """Cooperative cancel. Inboxed/scheduled (never started): completed at once with failure
         (409, "cancelled") (WAKE_DONE; its caller gets the completion). Otherwise
         cancel_requested is set (record written) on it and, transitively, on the callees it
-        awaits through CALL entries: running ones get WAKE_CANCEL, suspended and backing-off ones
-        become running with WAKE_RUN (the handler sees the request when replayed; a retry timer is
-        dropped). Returns (status, seq) as above: applied to any unfinished invocation.
+        awaits through CALL entries: running ones get WAKE_CANCEL, suspended, backing-off and
+        paused ones become running with WAKE_RUN (the handler sees the request when replayed; a
+        retry timer is dropped; a paused one gets retry_count 0, as on resume). Returns (status,
+        seq) as above: applied to any unfinished invocation.
 
         The store knows persisted invocations only: one running in memory that never reached a
         durable point (persisted False) gives -1; persist it with progress(inv, []) and retry."""
-    def kill(self, inv_id: str) -> int:
+    def kill(self, inv_id: str) -> tuple[int, int]:
         """Complete it at once with failure (409, "killed"), no compensation, and likewise its
         unfinished callees awaited through CALL entries (transitively); keys are handed over,
-        callers get the completion. Running ones get WAKE_KILL; the others WAKE_DONE; an
-        invocation that gets a killed one's key gets WAKE_RUN. Returns (status, seq) as above
-        (same persisted-only caveat as `cancel`)."""
+        callers get the completion. Running ones get WAKE_KILL; the others (paused ones too)
+        WAKE_DONE; an invocation that gets a killed one's key gets WAKE_RUN. Returns (status, seq)
+        as above (same persisted-only caveat as `cancel`)."""
+    def pause(self, inv_id: str) -> tuple[int, int]:
+        """Pause a started invocation (Restate's pause): running -> paused with a WAKE_PAUSE;
+        suspended -> paused; backing off -> paused, its retry timer dropped. A paused invocation
+        runs nothing until `resume_invocation`: progress, suspend, backoff and complete of its
+        attempt raise NotRunningError; completions of its entries (awakeables, calls, promises,
+        attaches, its sleeps, which still fire) are stored without waking it; it keeps its object
+        key (later invocations of the key stay inboxed) and stays paused across restarts
+        (`recover` does not return it). Only this invocation: its callees go on. Returns (status,
+        seq): SIGNAL_APPLIED; SIGNAL_UNCHANGED (already paused); SIGNAL_NOT_STARTED (inboxed or
+        scheduled); SIGNAL_ALREADY_COMPLETED, SIGNAL_UNKNOWN as above (same persisted-only caveat
+        as `cancel`). `cancel` of a paused invocation resumes it to see the request (fresh
+        attempts, as on resume); `kill` completes it (WAKE_DONE)."""
+    def resume_invocation(self, inv_id: str) -> tuple[int, int]:
+        """Resume it (Restate's resume): paused -> running with a WAKE_RUN and retry_count 0 (a
+        fresh set of attempts); suspended -> running with a WAKE_RUN (replayed now); backing off ->
+        running with a WAKE_RUN, its retry timer dropped (retried now, retry_count kept). The replay
+        loads the completions stored meanwhile. Returns (status, seq): SIGNAL_APPLIED;
+        SIGNAL_UNCHANGED (running: nothing to do); SIGNAL_NOT_STARTED (inboxed or scheduled);
+        SIGNAL_ALREADY_COMPLETED, SIGNAL_UNKNOWN as for `pause`. Not `resume`, which is an
+        attempt's own status change."""
 
     # Reads (GIL released).
     def load_state(self, service: str, key: str) -> tuple[list[tuple[str, bytes]], int]:
@@ -486,7 +526,8 @@ class Store:
         """Unfinished invocations that must run now: status running (in id order). Also
         rebuilds key ownership and inbox queues, the timer index (retries, sleeps, scheduled
         sends), the suspended and awaiting sets and early awakeable completions (from the
-        journals and completions of unfinished invocations). Suspended ones stay suspended,
+        journals and completions of unfinished invocations). Paused ones stay paused (their keys
+        owned, their entries pending, their sleeps' timers kept). Suspended ones stay suspended,
         except one that awaits nothing any more or has cancel_requested: it is made running and
         returned. Call once, after open, before any admit (a second call raises ValueError).
         StorageError if RocksDB fails."""

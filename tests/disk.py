@@ -63,6 +63,7 @@ class Status(enum.IntEnum):
     COMPLETED = 4
     SUSPENDED = 5
     SCHEDULED = 6
+    PAUSED = 7
 
 
 def lp(text: str) -> bytes:

@@ -31,6 +31,9 @@ pub const WAKE_CANCEL: i32 = 3;
 pub const WAKE_KILL: i32 = 4;
 /// Completed inside the store (killed, or cancelled before it started).
 pub const WAKE_DONE: i32 = 5;
+/// An invocation running in memory was paused: close its attempt (like a suspension);
+/// a resume starts it again by replay (WAKE_RUN).
+pub const WAKE_PAUSE: i32 = 6;
 
 /// What the runtime must do once commit `seq` is durable.
 #[derive(Clone, Debug)]

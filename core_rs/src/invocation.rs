@@ -30,6 +30,9 @@ pub const STATUS_BACKING_OFF: i32 = InvocationStatus::BackingOff as i32;
 pub const STATUS_COMPLETED: i32 = InvocationStatus::Completed as i32;
 pub const STATUS_SUSPENDED: i32 = InvocationStatus::Suspended as i32;
 pub const STATUS_SCHEDULED: i32 = InvocationStatus::Scheduled as i32;
+/// Started, and runs nothing until resumed (`Store::pause`, or retries run out with
+/// on_max_attempts "pause"): it keeps its key, its journal and its pending entries.
+pub const STATUS_PAUSED: i32 = InvocationStatus::Paused as i32;
 
 /// A status for messages ("running", "suspended", ...).
 pub fn status_name(status: i32) -> &'static str {
@@ -40,6 +43,7 @@ pub fn status_name(status: i32) -> &'static str {
         STATUS_COMPLETED => "completed",
         STATUS_SUSPENDED => "suspended",
         STATUS_SCHEDULED => "scheduled",
+        STATUS_PAUSED => "paused",
         _ => "not admitted",
     }
 }

@@ -332,6 +332,20 @@ impl Store {
         Ok(py.detach(|| s.kill(inv_id))?)
     }
 
+    fn pause(&self, py: Python<'_>, inv_id: &str) -> PyResult<(i64, u64)> {
+        let s = self.get()?;
+        Ok(py.detach(|| s.pause(inv_id))?)
+    }
+
+    fn resume_invocation(&self, py: Python<'_>, inv_id: &str) -> PyResult<(i64, u64)> {
+        let s = self.get()?;
+        Ok(py.detach(|| s.resume_invocation(inv_id))?)
+    }
+
+    fn pause_attempt(&self, inv: &Bound<'_, Invocation>) -> PyResult<u64> {
+        Ok(self.get()?.pause_attempt(&inv.get().inner)?)
+    }
+
     fn load_state<'py>(&self, py: Python<'py>, service: &str, key: &str) -> PyResult<(Bound<'py, PyList>, u64)> {
         let s = self.get()?;
         let (rows, seq) = py.detach(|| s.load_state(service, key))?;

@@ -70,6 +70,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SIGNAL_APPLIED", store::SIGNAL_APPLIED)?;
     m.add("SIGNAL_ALREADY_COMPLETED", store::SIGNAL_ALREADY_COMPLETED)?;
     m.add("SIGNAL_UNKNOWN", store::SIGNAL_UNKNOWN)?;
+    m.add("SIGNAL_NOT_STARTED", store::SIGNAL_NOT_STARTED)?;
+    m.add("SIGNAL_UNCHANGED", store::SIGNAL_UNCHANGED)?;
     m.add("PURGE_NOT_COMPLETED", store::PURGE_NOT_COMPLETED)?;
     m.add("INVOCATION_COLUMNS", pyo3::types::PyTuple::new(py, rows::INVOCATION_COLUMNS)?)?;
 
@@ -115,10 +117,12 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STATUS_COMPLETED", invocation::STATUS_COMPLETED)?;
     m.add("STATUS_SUSPENDED", invocation::STATUS_SUSPENDED)?;
     m.add("STATUS_SCHEDULED", invocation::STATUS_SCHEDULED)?;
+    m.add("STATUS_PAUSED", invocation::STATUS_PAUSED)?;
     m.add("WAKE_RUN", awaiting::WAKE_RUN)?;
     m.add("WAKE_DELIVER", awaiting::WAKE_DELIVER)?;
     m.add("WAKE_CANCEL", awaiting::WAKE_CANCEL)?;
     m.add("WAKE_KILL", awaiting::WAKE_KILL)?;
     m.add("WAKE_DONE", awaiting::WAKE_DONE)?;
+    m.add("WAKE_PAUSE", awaiting::WAKE_PAUSE)?;
     Ok(())
 }

@@ -154,7 +154,7 @@ impl<'a> Tx<'a> {
 
     /// Write the completion of entry `index` of `inv` and wake it according to
     /// its status: running -> WAKE_DELIVER; suspended -> running + WAKE_RUN;
-    /// backing off -> nothing (its retry replays the completion).
+    /// backing off or paused -> nothing (its retry or its resume replays the completion).
     pub fn deliver(&mut self, inv: &Arc<InvocationMeta>, index: u32, kind: i32, o: &Outcome<'_>) {
         completions::put(&mut self.c, &inv.id, index, kind, o);
         let st = inv.state();

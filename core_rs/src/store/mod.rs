@@ -23,10 +23,11 @@
 //!
 //! Only a running attempt writes: `progress`, `suspend` and `backoff` refuse an
 //! invocation that is not running ([`Error::NotRunning`]), so a stale attempt
-//! (killed, suspended, or resumed elsewhere) cannot journal anything.
+//! (killed, suspended, paused, or resumed elsewhere) cannot journal anything.
 //!
 //! - `effects`: what one commit does (entry effects, completions, finishing).
 //! - `signals`: cancel, kill, awakeables and timers, from outside an invocation.
+//! - `pause`: pausing and resuming an invocation.
 //! - `recover`: recovery at open.
 //! - `purge`: deleting completed invocations (old ones, or one on request).
 //! - `scan`: whole-table reads for introspection (admin API, SQL).
@@ -34,12 +35,14 @@
 
 mod edit;
 mod effects;
+mod pause;
 mod purge;
 mod recover;
 mod scan;
 mod signals;
 
 pub use edit::state_version_of;
+pub use pause::{SIGNAL_NOT_STARTED, SIGNAL_UNCHANGED};
 pub use purge::PURGE_NOT_COMPLETED;
 pub use scan::{JournalRow, PromiseRow};
 pub use signals::{SignalResult, SIGNAL_ALREADY_COMPLETED, SIGNAL_APPLIED, SIGNAL_UNKNOWN};
@@ -58,7 +61,8 @@ use crate::entry::{self, Entry, EntryRef};
 use crate::error::{Error, Result};
 use crate::failpoints;
 use crate::invocation::{
-    now_ms, status_name, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_RUNNING, STATUS_SUSPENDED,
+    now_ms, status_name, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_PAUSED, STATUS_RUNNING,
+    STATUS_SUSPENDED,
 };
 use crate::keys::{self, RETRY_TIMER_ENTRY};
 use crate::overlay::{Overlay, Recent};
@@ -160,10 +164,10 @@ fn check_running(inv: &InvocationMeta, st: &InvState) -> Result<()> {
 }
 
 /// `complete` also finishes an invocation that never started (inboxed or
-/// scheduled), but not one whose attempt is gone (suspended, backing off) or done.
+/// scheduled), but not one whose attempt is gone (suspended, backing off, paused) or done.
 fn check_completable(inv: &InvocationMeta, st: &InvState) -> Result<()> {
     match st.status {
-        STATUS_SUSPENDED | STATUS_BACKING_OFF | STATUS_COMPLETED => Err(not_running(inv, st)),
+        STATUS_SUSPENDED | STATUS_BACKING_OFF | STATUS_PAUSED | STATUS_COMPLETED => Err(not_running(inv, st)),
         _ => Ok(()),
     }
 }

@@ -10,8 +10,8 @@ use crate::entry;
 use crate::error::{Error, Result};
 use crate::failpoints::{self, failpoint};
 use crate::invocation::{
-    now_ms, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_INBOXED, STATUS_RUNNING, STATUS_SCHEDULED,
-    STATUS_SUSPENDED,
+    now_ms, InvState, InvocationMeta, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_INBOXED, STATUS_PAUSED, STATUS_RUNNING,
+    STATUS_SCHEDULED, STATUS_SUSPENDED,
 };
 use crate::keys::{RETRY_TIMER_ENTRY, SCHEDULED_TIMER_ENTRY};
 use crate::proto::InvocationRecord;
@@ -26,6 +26,7 @@ impl Store {
     /// waiting invocations from disk; return the invocations that must run now
     /// (running ones; the first waiter of each key whose owner is gone, promoted
     /// to running; suspended ones that nothing could wake any more), in id order.
+    /// Paused ones stay paused (their key owned, their entries pending) until resumed.
     pub fn recover(&self) -> Result<Vec<Arc<InvocationMeta>>> {
         failpoint!(failpoints::STORE_RECOVER, |_| Err(Error::Storage(format!(
             "injected I/O error (failpoint {})",
@@ -42,7 +43,10 @@ impl Store {
             }
             Ok(true)
         })?;
-        let started = |m: &Arc<InvocationMeta>| matches!(m.state().status, STATUS_RUNNING | STATUS_BACKING_OFF | STATUS_SUSPENDED);
+        // Paused ones too: they keep their key, pending entries and sleep timers (not returned).
+        let started = |m: &Arc<InvocationMeta>| {
+            matches!(m.state().status, STATUS_RUNNING | STATUS_BACKING_OFF | STATUS_SUSPENDED | STATUS_PAUSED)
+        };
 
         // The record's journal_len is only rewritten on status changes; the
         // journal itself says how far it got. Awaitable entries without a

@@ -17,8 +17,8 @@ use crate::awaiting::{Early, WAKE_CANCEL, WAKE_DELIVER, WAKE_DONE, WAKE_KILL, WA
 use crate::entry;
 use crate::error::{Error, Result};
 use crate::invocation::{
-    now_ms, InvState, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_INBOXED, STATUS_RUNNING, STATUS_SCHEDULED,
-    STATUS_SUSPENDED,
+    now_ms, InvState, STATUS_BACKING_OFF, STATUS_COMPLETED, STATUS_INBOXED, STATUS_PAUSED, STATUS_RUNNING,
+    STATUS_SCHEDULED, STATUS_SUSPENDED,
 };
 use crate::keys::{RETRY_TIMER_ENTRY, SCHEDULED_TIMER_ENTRY};
 use crate::tables::completions::{self, Outcome};
@@ -62,10 +62,13 @@ impl Tx<'_> {
                     self.set_state(m, InvState { cancel_requested: true, ..st });
                     self.wake(WAKE_CANCEL, m, 0, &Outcome::default());
                 }
-                // Not in memory: replay it now, so that it sees the request.
-                STATUS_SUSPENDED | STATUS_BACKING_OFF => {
+                // Not in memory: replay it now, so that it sees the request. A paused one is
+                // resumed for it too (Restate's), with a fresh set of attempts as on resume.
+                STATUS_SUSPENDED | STATUS_BACKING_OFF | STATUS_PAUSED => {
                     self.cancel_retry_timer(m, &st);
-                    self.set_state(m, InvState { status: STATUS_RUNNING, next_retry_ms: 0, cancel_requested: true, ..st });
+                    let retry_count = if st.status == STATUS_PAUSED { 0 } else { st.retry_count };
+                    let next = InvState { status: STATUS_RUNNING, next_retry_ms: 0, cancel_requested: true, retry_count, ..st };
+                    self.set_state(m, next);
                     self.wake(WAKE_RUN, m, 0, &Outcome::default());
                 }
                 _ => {}
@@ -123,7 +126,7 @@ impl Tx<'_> {
         }
         // Journaled and not pending: completed (its commit may still be queued).
         // Never started (inboxed, scheduled): it cannot have made an awakeable.
-        let started = matches!(st.status, STATUS_RUNNING | STATUS_SUSPENDED | STATUS_BACKING_OFF);
+        let started = matches!(st.status, STATUS_RUNNING | STATUS_SUSPENDED | STATUS_BACKING_OFF | STATUS_PAUSED);
         if index < st.journal_len || !started {
             return Err(self.last_seq());
         }
@@ -172,7 +175,10 @@ impl Store {
         )))
     }
 
-    fn signal(&self, inv_id: &str, f: impl FnOnce(&mut Tx<'_>) -> Result<(), u64>) -> Result<SignalResult> {
+    /// Apply `f` to a live invocation in one commit: `Ok` -> (SIGNAL_APPLIED, its seq);
+    /// `Err(answer)` -> that answer, nothing written. An invocation that is not live is
+    /// answered by `lock_live`.
+    pub(super) fn signal(&self, inv_id: &str, f: impl FnOnce(&mut Tx<'_>) -> Result<(), SignalResult>) -> Result<SignalResult> {
         let mut inner = match self.lock_live(inv_id)? {
             Ok(inner) => inner,
             Err(answer) => return Ok(answer),
@@ -180,21 +186,21 @@ impl Store {
         let mut tx = Tx::new(&mut inner, &self.writer, Default::default(), now_ms());
         match f(&mut tx) {
             Ok(()) => Ok((SIGNAL_APPLIED, tx.push()?)),
-            Err(seq) => Ok((SIGNAL_ALREADY_COMPLETED, seq)),
+            Err(answer) => Ok(answer),
         }
     }
 
     pub fn complete_awakeable(&self, inv_id: &str, index: u32, o: &Outcome<'_>) -> Result<SignalResult> {
-        self.signal(inv_id, |tx| tx.resolve_awakeable(inv_id, index, o))
+        self.signal(inv_id, |tx| tx.resolve_awakeable(inv_id, index, o).map_err(|seq| (SIGNAL_ALREADY_COMPLETED, seq)))
     }
 
     /// A live invocation is always cancelled (again, if it already was).
     pub fn cancel(&self, inv_id: &str) -> Result<SignalResult> {
-        self.signal(inv_id, |tx| if tx.cancel(inv_id) { Ok(()) } else { Err(tx.last_seq()) })
+        self.signal(inv_id, |tx| if tx.cancel(inv_id) { Ok(()) } else { Err((SIGNAL_ALREADY_COMPLETED, tx.last_seq())) })
     }
 
     pub fn kill(&self, inv_id: &str) -> Result<SignalResult> {
-        self.signal(inv_id, |tx| if tx.kill(inv_id) { Ok(()) } else { Err(tx.last_seq()) })
+        self.signal(inv_id, |tx| if tx.kill(inv_id) { Ok(()) } else { Err((SIGNAL_ALREADY_COMPLETED, tx.last_seq())) })
     }
 
     /// Handle every timer due at `now_ms`, earliest first, in one commit.
