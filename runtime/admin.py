@@ -7,9 +7,10 @@ Restate's paths and shapes where Restate has them:
     GET    /services/{service}/state/{key}                   runtime/admin_state.py
     POST   /services/{service}/state
     GET    /invocations[/{id}]                               runtime/admin_invocations.py
-    PATCH  /invocations/{id}/cancel|kill|purge
+    PATCH  /invocations/{id}/cancel|kill|purge|pause|resume
     DELETE /invocations/{id}?mode=cancel|kill               (Restate's older form)
     POST   /query                                            runtime/admin_query.py (SQL)
+    GET    /metrics                                          runtime/metrics.py (Prometheus)
     POST   /deployments, GET /deployments[/{id}], DELETE /deployments/{id}: admin_deployments.py
     PUT    /debug/failpoints/{name}     body: actions in the `fail` crate's syntax (e.g. pause);
     DELETE /debug/failpoints/{name}     only with STEAD_DEBUG_FAILPOINTS=1 and an extension built
@@ -32,7 +33,7 @@ import logging
 import os
 from urllib.parse import parse_qs, unquote
 
-from runtime import _core, admin_deployments, admin_invocations, admin_query, admin_services, admin_state, admin_ui
+from runtime import _core, admin_deployments, admin_invocations, admin_query, admin_services, admin_state, admin_ui, metrics
 from runtime.http import HttpError, Receive, Scope, Send, header, json_body, lifespan, read_body, respond
 from runtime.invoker import Invoker
 
@@ -96,6 +97,11 @@ class Admin:
             await respond(send, 200, b'{"status":"ok"}')
         elif head == "ui":
             await admin_ui.handle(parts, method, send)
+        elif parts == ["metrics"] and method == "GET":
+            body, content_type = metrics.render(self.invoker.metrics)
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", content_type.encode())]})
+            await send({"type": "http.response.body", "body": body})
         elif parts == ["query"]:
             await admin_query.handle_query(self.invoker, scope, receive, send)
         elif head == "deployments":
@@ -128,11 +134,15 @@ class Admin:
             if mode not in ("cancel", "kill"):
                 raise HttpError(400, f"mode must be cancel or kill, got {mode!r}")
             await admin_invocations.signal(invoker, parts[1], mode, send)
-        elif len(parts) == 3 and parts[2] in ("cancel", "kill", "purge"):
+        elif len(parts) == 3 and parts[2] in ("cancel", "kill", "purge", "pause", "resume"):
             if method != "PATCH":
                 raise HttpError(405, f"method {method} not allowed: use PATCH /invocations/{{id}}/{parts[2]}")
             if parts[2] == "purge":
                 await admin_invocations.purge(invoker, parts[1], send)
+            elif parts[2] == "pause":
+                await admin_invocations.pause(invoker, parts[1], send)
+            elif parts[2] == "resume":
+                await admin_invocations.resume(invoker, parts[1], scope.get("query_string") or b"", send)
             else:
                 await admin_invocations.signal(invoker, parts[1], parts[2], send)
         elif len(parts) in (1, 2):

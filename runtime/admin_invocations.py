@@ -10,6 +10,10 @@
     PATCH /invocations/{id}/kill        stops at once, no compensation; kills callees too
     PATCH /invocations/{id}/purge       a completed invocation's record, journal and
                                         idempotency row go now (409 while it is unfinished)
+    PATCH /invocations/{id}/pause       a started invocation runs nothing until resumed (keeps
+                                        its key and journal; completions are kept for it)
+    PATCH /invocations/{id}/resume      a paused one runs again by replay, with fresh attempts;
+                                        a suspended one is replayed now, a backing-off one retried now
     DELETE /invocations/{id}?mode=cancel|kill   (Restate's older form of cancel and kill)
 
 Reads come from the store's scans (written commits, read in a worker thread) plus the
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 from urllib.parse import parse_qs
 
 from runtime import _core, admin_views as views
@@ -188,6 +192,61 @@ async def signal(invoker: Invoker, inv_id: str, action: str, send: Send) -> None
     await invoker.signal(seq)
     status = "cancelling" if action == "cancel" else "killed"
     await respond(send, 202, json_body({"invocationId": inv_id, "status": status}))
+
+
+def _signal_once_persisted(invoker: Invoker, inv_id: str, act: Callable[[str], tuple[int, int]]) -> tuple[int, int]:
+    answer, seq = act(inv_id)
+    if answer == _core.SIGNAL_UNKNOWN and invoker.persist_live(inv_id):
+        # Running in memory without a durable point yet: now persisted, signal again.
+        answer, seq = act(inv_id)
+    return answer, seq
+
+
+async def pause(invoker: Invoker, inv_id: str, send: Send) -> None:
+    """Restate's pause (crates/admin/src/rest_api/invocations.rs `pause_invocation`): 202 when
+    paused (running, suspended or backing off), 200 when it already was, 409 when it is not
+    running (inboxed, scheduled or completed), 404 when unknown."""
+    answer, seq = _signal_once_persisted(invoker, inv_id, invoker.store.pause)
+    if answer == _core.SIGNAL_APPLIED:
+        await invoker.signal(seq)  # its attempt in memory is closed once the pause is durable
+    else:
+        await invoker.commits.wait(seq)  # every other answer is true once this commit is durable
+    if answer == _core.SIGNAL_UNKNOWN:
+        raise HttpError(404, f"invocation {inv_id} not found")
+    if answer == _core.SIGNAL_ALREADY_COMPLETED:
+        raise HttpError(409, f"invocation {inv_id} is completed: an invocation can be paused only while "
+                             "it is running, suspended or backing off")
+    if answer == _core.SIGNAL_NOT_STARTED:
+        raise HttpError(409, f"invocation {inv_id} is not running: it is inboxed or scheduled, and an "
+                             "invocation can be paused only once it has started")
+    status = 202 if answer == _core.SIGNAL_APPLIED else 200  # SIGNAL_UNCHANGED: already paused
+    await respond(send, status, json_body({"invocationId": inv_id, "status": "paused"}))
+
+
+async def resume(invoker: Invoker, inv_id: str, query_string: bytes, send: Send) -> None:
+    """Restate's resume (`resume_invocation`): 200 when resumed (paused or suspended: replayed
+    now; backing off: retried now) or already running; 425 when it has not started yet
+    (inboxed or scheduled); 409 when completed; 404 when unknown. Restate's `deployment` query
+    parameter (re-pin a paused invocation to another deployment) is not supported: only its
+    default, `keep`."""
+    deployment = parse_qs(query_string.decode("latin-1")).get("deployment", ["keep"])[-1]
+    if deployment != "keep":
+        raise HttpError(400, f"deployment={deployment!r}: changing the deployment of a resumed invocation "
+                             "is not supported; it resumes on the deployment it is pinned to")
+    answer, seq = _signal_once_persisted(invoker, inv_id, invoker.store.resume_invocation)
+    if answer == _core.SIGNAL_APPLIED:
+        await invoker.signal(seq)  # its WAKE_RUN starts the replay once the resume is durable
+    else:
+        await invoker.commits.wait(seq)
+    if answer == _core.SIGNAL_UNKNOWN:
+        raise HttpError(404, f"invocation {inv_id} not found")
+    if answer == _core.SIGNAL_ALREADY_COMPLETED:
+        raise HttpError(409, f"invocation {inv_id} is completed: an invocation can be resumed only while "
+                             "it is running, paused, suspended or backing off")
+    if answer == _core.SIGNAL_NOT_STARTED:
+        raise HttpError(425, f"invocation {inv_id} has not started: it is inboxed or scheduled, and an "
+                             "invocation can be resumed only once it has started")
+    await respond(send, 200, json_body({"invocationId": inv_id, "status": "running"}))
 
 
 async def purge(invoker: Invoker, inv_id: str, send: Send) -> None:

@@ -22,6 +22,7 @@ STATUS_NAMES = {
     _core.STATUS_RUNNING: "running",
     _core.STATUS_BACKING_OFF: "backing-off",
     _core.STATUS_SUSPENDED: "suspended",
+    _core.STATUS_PAUSED: "paused",
     _core.STATUS_COMPLETED: "completed",
     0: "ready",  # built, not admitted through the store yet
 }

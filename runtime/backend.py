@@ -17,11 +17,17 @@ leaves the process on its behalf (the body of a `ctx.run`: `barrier`) it waits
 for that commit; its own durable points and its completion come later in
 commit order, so their waits cover it too. Waiting costs nothing once durable.
 
-Closing: when the attempt is suspended, killed or must replay, its machine is
-closed first (`Machine.close`), so nothing the handler does while it unwinds
+Closing: when the attempt is suspended, killed, paused or must replay, its machine
+is closed first (`Machine.close`), so nothing the handler does while it unwinds
 is journaled, and it leaves `Invoker.live` at once, so a wake-up for it that
 arrives meanwhile starts the next attempt instead of being dropped. A store
 that refuses the attempt's progress (it is no longer running) closes it too.
+
+Pausing (Restate's pause, `Store.pause`): the store marks the invocation paused at
+once and the invoker closes its attempt when the WAKE_PAUSE arrives (`pause`), like
+a suspension. Until then the store refuses the attempt's writes, and a step whose
+body is about to run checks the status first (`barrier`): a paused invocation runs
+nothing more. A resume replays it from its journal.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from runtime.watchdog import NO_LIMITS, Limits
 
 if TYPE_CHECKING:
     from runtime.invoker import Invoker
+    from runtime.metrics import HandlerStats
+    from runtime.tracing import AttemptTrace
 
 log = logging.getLogger("stead.invoker")
 
@@ -57,9 +65,19 @@ class Refused(AttemptClosed):
     (killed, completed) in the store. The attempt stops and writes nothing more."""
 
 
+class Paused(AttemptClosed):
+    """The invocation was paused (`Store.pause`, admin PATCH /invocations/{id}/pause): the
+    attempt stops and writes nothing more, like a suspended one; a resume replays it."""
+
+
+def refusal(inv: _core.Invocation) -> type[AttemptClosed]:
+    """Why the store refused an attempt of `inv`: paused, or no longer running otherwise."""
+    return Paused if inv.status == _core.STATUS_PAUSED else Refused
+
+
 class Attempt:
     __slots__ = ("invoker", "inv", "machine", "killed", "observed", "limits", "last_progress", "aborting_since",
-                 "task", "ended", "_workflow_runs", "_waiter")
+                 "task", "ended", "_workflow_runs", "_waiter", "started", "trace", "stats")
 
     def __init__(self, invoker: "Invoker", inv: _core.Invocation, limits: Limits = NO_LIMITS) -> None:
         self.invoker = invoker
@@ -71,13 +89,16 @@ class Attempt:
         # Inactivity and abort timeouts (runtime/watchdog.py): when it last made progress,
         # since when it is asked to stop, and the task to cancel if it does not.
         self.limits = limits
-        self.last_progress = time.monotonic()
+        self.started = self.last_progress = time.monotonic()  # started: for runtime/metrics.py
         self.aborting_since: Optional[float] = None
         self.task: Optional[asyncio.Task[Any]] = None
         self.ended = False
         # Workflow keys whose run this attempt has started (see check_target).
         self._workflow_runs: set[tuple[str, str]] = set()
         self._waiter: Optional[asyncio.Future[None]] = None
+        # Its spans, when tracing is on (runtime/tracing.py); its handler's counters (runtime/metrics.py).
+        self.trace: Optional["AttemptTrace"] = None
+        self.stats: Optional["HandlerStats"] = None
 
     @property
     def waiting(self) -> bool:
@@ -120,25 +141,41 @@ class Attempt:
         inv = self.inv
         children = machine.take_children()
         entries = machine.take_pending()
+        trace = self.trace
+        if trace is not None:
+            trace.journaled(entries)
         for entry in entries:
             if entry[0] == _core.ENTRY_ATTACH_INVOCATION and entry[1]:
                 invoker.persist_live(entry[1])  # a target not yet persisted is unknown to the store
         try:
             seq = invoker.store.progress(inv, entries, self.build_children(children) if children else None)
         except _core.NotRunningError as exc:
-            log.warning("invocation %s: the store refused its progress: %s", inv.id, exc)
-            self.close(Refused)
-            raise Refused() from None
+            reason = refusal(inv)
+            if reason is Paused:  # paused before its WAKE_PAUSE arrived: expected, not a warning
+                log.info("invocation %s: paused, its progress is not journaled", inv.id)
+            else:
+                log.warning("invocation %s: the store refused its progress: %s", inv.id, exc)
+            self.close(reason)
+            raise reason() from None
         except _core.StorageError as exc:
             self._store_failed(exc)
         if inv.kind in WRITERS:
             invoker.cache.put(inv.service, inv.key, dict(machine.state), seq)
         invoker.after_write()
         await self._durable(seq)
+        if trace is not None:
+            trace.durable()
         self.last_progress = time.monotonic()
 
     async def barrier(self, machine: Machine) -> None:
+        if self.trace is not None:
+            self.trace.step_starting()
         await self._durable(self.observed)
+        # A step's body is an external effect: none runs for a paused invocation, even before
+        # its WAKE_PAUSE closes this attempt (the status is the store's, queued or durable).
+        if self.inv.status == _core.STATUS_PAUSED:
+            self.close(Paused)
+            raise Paused()
 
     async def _durable(self, seq: int) -> None:
         try:
@@ -170,9 +207,10 @@ class Attempt:
                     return fut.result()
             try:
                 suspended = invoker.store.suspend(self.inv, list(machine.awaiting))
-            except _core.NotRunningError:  # killed meanwhile: its WAKE_KILL is on its way
-                self.close(Refused)
-                raise Refused() from None
+            except _core.NotRunningError:  # killed (its WAKE_KILL is on its way) or paused meanwhile
+                reason = refusal(self.inv)
+                self.close(reason)
+                raise reason() from None
             if suspended:
                 self.close(Suspended)
                 raise Suspended()
@@ -223,6 +261,15 @@ class Attempt:
         if fut is not None and not fut.done():
             fut.set_exception(Killed())
 
+    def pause(self) -> None:
+        """The invocation was paused (WAKE_PAUSE): end this attempt like a suspension. A
+        handler waiting for a completion unwinds at once; one busy elsewhere (its own await)
+        stops at its next operation on the context, which raises Paused."""
+        self.close(Paused)
+        fut = self._waiter
+        if fut is not None and not fut.done():
+            fut.set_exception(Paused())
+
     def build_children(self, children: list[Child]) -> list[tuple[_core.Invocation, int]]:
         """Callee invocations of CALL/SEND entries, for the commit that journals them."""
         app = self.invoker.app
@@ -238,6 +285,8 @@ class Attempt:
                 log.warning("%s: idempotency key %r of a call to %s/%s is already in use; ignored",
                             inv.id, idem, service, handler)
                 idem = ""
+            if self.trace is not None:
+                headers = self.trace.call(callee_id, service, handler, key, is_send, headers)
             callee = _core.Invocation(
                 callee_id, service, handler, key or "", kind, arg, headers, now,
                 caller_id="" if is_send else inv.id, caller_entry=0 if is_send else index,

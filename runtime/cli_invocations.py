@@ -83,6 +83,9 @@ for _action, _help in [
                "compensations run; its callees are cancelled too"),
     ("kill", "stop an invocation at once, with no compensation; its callees are killed too"),
     ("purge", "remove a completed invocation (its record and journal) before its retention ends"),
+    ("pause", "pause a started invocation: it runs nothing (and keeps its key) until resumed"),
+    ("resume", "resume a paused invocation (it replays from its journal with fresh attempts), or "
+               "replay a suspended one now"),
 ]:
     invocations.add_command(_signal(_action, _help))
 

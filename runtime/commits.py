@@ -13,20 +13,32 @@ import asyncio
 import heapq
 import itertools
 import logging
-from typing import Callable
+import time
+from typing import TYPE_CHECKING, Callable, Optional
 
 from runtime import _core
 
+if TYPE_CHECKING:
+    from runtime.metrics import Metrics
+
 log = logging.getLogger("stead.commits")
+_monotonic = time.monotonic
+_INF = float("inf")
 
 
 class Commits:
     def __init__(self, store: _core.Store, loop: asyncio.AbstractEventLoop,
-                 on_failure: Callable[[BaseException], None] | None = None) -> None:
+                 on_failure: Callable[[BaseException], None] | None = None,
+                 metrics: Optional["Metrics"] = None) -> None:
         self._store = store
         self._loop = loop
         self.loop = loop  # the server's loop, for futures made per request (no get_running_loop call)
-        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        # (seq, tiebreak, future, when its wait began: time.monotonic())
+        self._heap: list[tuple[int, int, asyncio.Future[None], float]] = []
+        # What each wake-up made durable and how long its oldest waiter waited (runtime/metrics.py).
+        self._wait_hist = metrics.commit_wait if metrics is not None else None
+        self._batch_hist = metrics.commit_batch if metrics is not None else None
+        self._durable = store.durable_seq()
         self._tiebreak = itertools.count()
         self._failure: BaseException | None = None
         self._on_failure = on_failure
@@ -43,7 +55,7 @@ class Commits:
         if self._store.durable_seq() >= seq:
             return
         fut: asyncio.Future[None] = self._loop.create_future()
-        heapq.heappush(self._heap, (seq, next(self._tiebreak), fut))
+        heapq.heappush(self._heap, (seq, next(self._tiebreak), fut, _monotonic()))
         await fut
 
     def _on_notify(self) -> None:
@@ -53,10 +65,19 @@ class Commits:
             self._fail(exc)
             return
         heap = self._heap
+        oldest = _INF
         while heap and heap[0][0] <= durable:
-            fut = heapq.heappop(heap)[2]
+            _, _, fut, began = heapq.heappop(heap)
             if not fut.done():
                 fut.set_result(None)
+            if began < oldest:
+                oldest = began
+        if self._batch_hist is not None:
+            if durable > self._durable:
+                self._batch_hist.observe(durable - self._durable)
+                self._durable = durable
+            if oldest != _INF:
+                self._wait_hist.observe(_monotonic() - oldest)  # type: ignore[union-attr]
 
     def _fail(self, exc: BaseException) -> None:
         # The writer stopped: nothing more becomes durable. Fail every waiter so no

@@ -83,6 +83,10 @@ class Ingress:
             if scope["type"] == "lifespan":
                 await lifespan(receive, send)
             return
+        tracing = self.invoker.tracing
+        traced = None
+        if tracing is not None and not scope["path"].startswith("/restate/"):
+            traced = tracing.ingress(scope)  # a span per handler request (runtime/tracing.py)
         try:
             await self._handle(scope, receive, send)
         except ClientDisconnected:
@@ -103,6 +107,9 @@ class Ingress:
             # claims success (responses are only sent after a durable commit).
             log.exception("internal error serving %s %s", scope["method"], scope["path"])
             await respond(send, 500, error_body(500, f"internal error: {exc}"))
+        finally:
+            if traced is not None:
+                tracing.end_ingress(*traced)  # type: ignore[union-attr]
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()

@@ -39,7 +39,8 @@ _SLEEP, _CALL, _SEND, _ATTACH = 7, 8, 9, 18
 _AWAITABLE = {7, 8, 10, 12, 14, 18}
 
 # InvocationStatus of journal.proto -> the admin API's status names.
-STATUSES = {1: "pending", 2: "running", 3: "backing-off", 4: "completed", 5: "suspended", 6: "scheduled"}
+STATUSES = {1: "pending", 2: "running", 3: "backing-off", 4: "completed", 5: "suspended", 6: "scheduled",
+            7: "paused"}
 _COMPLETED = 4
 
 

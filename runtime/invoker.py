@@ -19,19 +19,21 @@ invocation by replaying its journal.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
-from typing import Any, Callable, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 from pysdk._app import App
 from pysdk._errors import RetryableError, Suspended, TerminalError
 from pysdk._handler import HandlerSpec
 from pysdk._machine import Lent, Machine, NonDeterminismError, ReplayRequested
-from runtime import _core
-from runtime.backend import KINDS, WRITERS, Attempt, Killed, Refused
+from runtime import _core, logs
+from runtime.backend import KINDS, WRITERS, Attempt, Killed, Paused, Refused
 from runtime.commits import Commits
 from runtime.deployments import Catalog, RemoteHandlerSpec, Registry
 from runtime.ids import new_invocation_id, now_ms
+from runtime.metrics import Metrics
 from runtime.remote import Channels, DeploymentError, Directory, RemoteMachine
 from runtime.results import Result, Results
 from runtime.retention import Retention
@@ -39,6 +41,9 @@ from runtime.retry import RetryPolicy
 from runtime.state_cache import StateCache
 from runtime.state_values import kept_after
 from runtime.watchdog import Aborted, Limits, cancel_stuck, check, limits_for, tick_for
+
+if TYPE_CHECKING:
+    from runtime.tracing import Tracing
 
 log = logging.getLogger("stead.invoker")
 
@@ -51,7 +56,8 @@ class Invoker:
                  suspend_after_s: float = 5.0,
                  on_storage_failure: Optional[Callable[[BaseException], None]] = None,
                  registry: Optional[Registry] = None,
-                 max_deployment_message_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_deployment_message_bytes: int = 64 * 1024 * 1024,
+                 metrics: Optional[Metrics] = None, tracing: Optional["Tracing"] = None) -> None:
         self.store = store
         # Every service served: the app's, and the registered deployments' (runtime/deployments.py).
         self.app: App = registry.catalog if registry is not None else app
@@ -80,6 +86,9 @@ class Invoker:
         # How long each completed invocation is kept (its service's/handler's retention options).
         self.retention = Retention(self.app)
         self.failed: Optional[BaseException] = None
+        # Counters the hot path adds to (runtime/metrics.py); spans when tracing is on.
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.tracing = tracing
 
     def _catalog_changed(self) -> None:
         """A deployment was registered or removed: options resolved per handler are stale."""
@@ -98,7 +107,11 @@ class Invoker:
 
     def new_invocation(self, spec: HandlerSpec, key: str, body: bytes, headers: list[tuple[str, str]],
                        idempotency_key: str = "") -> _core.Invocation:
-        return _core.Invocation(new_invocation_id(), spec.service_name, spec.name, key, KINDS[spec.kind],
+        inv_id = new_invocation_id()
+        if self.tracing is not None:  # the ingress request's span becomes the invocation's parent
+            target = f"{spec.service_name}/{key}/{spec.name}" if key else f"{spec.service_name}/{spec.name}"
+            headers = self.tracing.new_invocation(inv_id, target, headers)
+        return _core.Invocation(inv_id, spec.service_name, spec.name, key, KINDS[spec.kind],
                                 body, headers, now_ms(), idempotency_key=idempotency_key)
 
     async def existing(self, spec: HandlerSpec, key: str, idempotency_key: str, *,
@@ -186,7 +199,8 @@ class Invoker:
     # ---- running ------------------------------------------------------------------------
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+        # A context of its own: not the spawning attempt's (its log fields, runtime/logs.py).
+        task = asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -235,12 +249,23 @@ class Invoker:
 
     async def _run(self, inv: _core.Invocation, spec: HandlerSpec, value: Any,
                    journal: list, completions: Optional[dict], admitted: int = 0) -> None:
-        """Run attempts of `inv` until it completes, suspends, backs off or is killed.
+        """Run attempts of `inv` until it completes, suspends, backs off, is paused or is killed.
         `admitted`: the commit that admitted it, if it was written (0 otherwise)."""
+        if inv.status == _core.STATUS_PAUSED:
+            return  # paused before this task started: its resume starts it (WAKE_RUN)
         attempt = Attempt(self, inv, self._limits(spec))
         attempt.observe(admitted)
         if attempt.limits.inactivity_s is not None:
             attempt.task = asyncio.current_task()
+        attempt.stats = stats = self.metrics.handler(spec.service_name, spec.name)
+        stats.attempts += 1
+        number = inv.retry_count + 1
+        if number == 1 and not inv.journal_len:
+            stats.started += 1
+        # Log records of this attempt carry its id, target and number (runtime/logs.py).
+        log_context = logs.ATTEMPT.set((inv, number))
+        if self.tracing is not None:
+            attempt.trace = self.tracing.attempt(inv, number)
         self.live[inv.id] = attempt
         try:
             remote = isinstance(spec, RemoteHandlerSpec)
@@ -282,6 +307,8 @@ class Invoker:
                     # A closed attempt ended for the reason it was closed, whatever the
                     # handler raised while it unwound.
                     closed = machine.closed or (type(exc) if isinstance(exc, _CLOSING) else None)
+                    if attempt.trace is not None:
+                        attempt.trace.ended_by(closed, exc)
                     if closed is ReplayRequested:
                         journal, completions = self._recorded(inv)
                         value = spec.parse_input(inv.input)
@@ -311,6 +338,9 @@ class Invoker:
                 attempt.machine.attempt_ended()
             if self.live.get(inv.id) is attempt:
                 del self.live[inv.id]
+            if attempt.trace is not None:
+                attempt.trace.end()
+            logs.ATTEMPT.reset(log_context)
 
     async def _finish(self, inv: _core.Invocation, attempt: Optional[Attempt], machine: Optional[Machine],
                       output: Optional[bytes], code: int, message: Optional[str],
@@ -343,6 +373,13 @@ class Invoker:
         # Always through `finished`, waiters or not: an attach arriving before this commit is
         # written must find the result there (the table on disk does not show it yet).
         await self.results.finished(inv.id, seq, (output, code, message))
+        stats = attempt.stats if attempt is not None else self.metrics.handler(inv.service, inv.handler)
+        if code:
+            stats.failed += 1
+        else:
+            stats.succeeded += 1
+        if attempt is not None:
+            stats.duration.observe(time.monotonic() - attempt.started)
 
     def _deployment(self, inv: _core.Invocation, spec: RemoteHandlerSpec):  # type: ignore[no-untyped-def]
         """The deployment an attempt of `inv` runs on: the one it started on (Restate's
@@ -366,6 +403,9 @@ class Invoker:
         policy = self._policy(spec)
         retry = inv.retry_count + 1
         if policy.exhausted(retry):
+            if policy.pauses:
+                self._pause_exhausted(inv, retry, exc)
+                return
             log.warning("invocation %s failed after %d attempts: %r", inv.id, retry, exc)
             self._spawn(self._finish(inv, None, None, None, 500, f"failed after {retry} attempts: {exc!r}"))
             return
@@ -387,7 +427,20 @@ class Invoker:
         except _core.NotRunningError as refused:  # killed meanwhile: nothing to retry
             log.info("invocation %s: no retry: %s", inv.id, refused)
             return
+        self.metrics.handler(inv.service, inv.handler).retries += 1
         self._poke_timers()
+
+    def _pause_exhausted(self, inv: _core.Invocation, attempts: int, exc: Exception) -> None:
+        """Retries ran out under on_max_attempts="pause" (Restate's): the invocation is paused,
+        not failed. It keeps its journal and key; its caller and attached clients get no result
+        yet; an operator resumes it (PATCH /invocations/{id}/resume: a fresh set of attempts)
+        or kills it."""
+        log.warning("invocation %s failed after %d attempts: %r; paused until it is resumed "
+                    "(on_max_attempts='pause')", inv.id, attempts, exc)
+        try:
+            self.store.pause_attempt(inv)
+        except _core.NotRunningError as refused:  # killed or paused meanwhile
+            log.info("invocation %s: not paused: %s", inv.id, refused)
 
     def _limits(self, spec: HandlerSpec) -> Limits:
         ident = (spec.service_name, spec.name)
@@ -455,13 +508,20 @@ class Invoker:
                     attempt.machine.cancel()
                     attempt.notify()
             elif what == _core.WAKE_KILL:
+                self.metrics.handler(inv.service, inv.handler).killed += 1
                 self._parsed.pop(inv.id, None)
                 if attempt is not None:
                     attempt.kill()
                 self._spawn(self._resolve(inv.id, (value, code, message) if code else KILLED))
             elif what == _core.WAKE_DONE:
+                self.metrics.handler(inv.service, inv.handler).killed += 1
                 self._parsed.pop(inv.id, None)  # cancelled or killed before it started
                 self._spawn(self._resolve(inv.id, (value, code, message)))
+            elif what == _core.WAKE_PAUSE:
+                # Closed like a suspension, unless resumed meanwhile: running again, the
+                # attempt in memory goes on (and the resume's WAKE_RUN finds it live).
+                if attempt is not None and inv.status != _core.STATUS_RUNNING:
+                    attempt.pause()
 
     async def _resolve(self, inv_id: str, result: Result) -> None:
         if self.results.has_waiters(inv_id):
@@ -507,5 +567,5 @@ class Invoker:
 
 _UNPARSED = object()
 # What ends an attempt without an outcome (see backend.Attempt.close).
-_CLOSING = (ReplayRequested, Suspended, Killed, Refused, Aborted)
+_CLOSING = (ReplayRequested, Suspended, Killed, Refused, Paused, Aborted)
 

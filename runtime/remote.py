@@ -52,7 +52,7 @@ from pysdk._errors import NonDeterminismError, ReplayRequested, RetryableError, 
 from pysdk._machine import Child
 from pysdk._proto.stead.deployment import v1 as pb
 from runtime import _core
-from runtime.backend import Killed, Refused
+from runtime.backend import Killed, Paused, Refused, refusal
 from runtime.deployments import INVOKE_PATH, Catalog, Deployment, parse_uri
 
 if TYPE_CHECKING:
@@ -62,8 +62,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("stead.remote")
 
 # Why an attempt was closed -> what the deployment is told (it drops the coroutine in
-# every case; anything else, e.g. an abort timeout or a shutdown, is SHUTDOWN).
-_STOP_REASONS = {Suspended: pb.StopReason.SUSPENDED, Killed: pb.StopReason.KILLED, Refused: pb.StopReason.KILLED}
+# every case; anything else, e.g. an abort timeout or a shutdown, is SHUTDOWN). A paused
+# invocation is, for the deployment, a suspended one: resumed later by replay.
+_STOP_REASONS = {Suspended: pb.StopReason.SUSPENDED, Killed: pb.StopReason.KILLED, Refused: pb.StopReason.KILLED,
+                 Paused: pb.StopReason.SUSPENDED}
 
 
 # Journal entry kinds a deployment may send (pysdk/_entries.py, stead.v1.EntryKind).
@@ -455,8 +457,8 @@ class RemoteMachine:
             return
         try:
             suspended = invoker.store.suspend(self.inv, list(self.awaiting))
-        except _core.NotRunningError:  # killed meanwhile: its WAKE_KILL is on its way
-            self.attempt.close(Refused)
+        except _core.NotRunningError:  # killed (its WAKE_KILL is on its way) or paused meanwhile
+            self.attempt.close(refusal(self.inv))
             return
         if suspended:
             self.attempt.close(Suspended)

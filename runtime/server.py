@@ -9,6 +9,12 @@ then re-raises the signal): running invocations get `shutdown_timeout_s` to
 finish, then are cancelled (they resume by replay at the next start), the
 writer drains every queued commit, and RocksDB is closed.
 
+Once uvicorn serves, one line says so on stderr whatever the log level ("stead ready:
+ingress http://..., admin http://..., data ..., durability ..., recovered N invocations":
+the bound ports, and how many invocations recovery resumed). Logging (text or JSON
+lines, with the invocation an attempt's records are about) is runtime/logs.py, metrics
+runtime/metrics.py, traces (only with an OTLP endpoint) runtime/tracing.py.
+
 Crash-only storage: a storage failure anywhere (a failed write or fsync, a
 panic in the writer, an error while recovering or resuming) stops the server;
 `serve` raises `StorageFailed` and the process exits non-zero with the cause.
@@ -27,13 +33,13 @@ import os
 import signal
 import socket
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import anyio
 import uvicorn
 
 from pysdk._app import App
-from runtime import _core
+from runtime import _core, logs
 from runtime.admin import Admin, Router
 from runtime.commits import Commits
 from runtime.config import ServerConfig
@@ -42,6 +48,10 @@ from runtime.identity import RequestSigner
 from runtime.ids import now_ms
 from runtime.ingress import Ingress
 from runtime.invoker import Invoker
+from runtime.metrics import Metrics
+
+if TYPE_CHECKING:
+    from runtime.tracing import Tracing
 
 log = logging.getLogger("stead.server")
 
@@ -82,31 +92,40 @@ async def serve(config: ServerConfig, app: App) -> None:
         if server is not None:
             server.should_exit = True
 
-    commits = Commits(store, loop, lambda exc: invoker.storage_failed(exc))
+    metrics = Metrics()
+    tracing = _tracing(config)
+    commits = Commits(store, loop, lambda exc: invoker.storage_failed(exc), metrics=metrics)
     # The services served: the app's and those of the deployments registered so far.
     registry = Registry(config.data_dir, Catalog(app), _signer(config))
     app = registry.catalog
     invoker = Invoker(store, app, commits, always_replay=config.always_replay,
                       suspend_after_s=config.suspend_after_s, on_storage_failure=on_storage_failure,
-                      registry=registry, max_deployment_message_bytes=config.max_deployment_message_bytes)
+                      registry=registry, max_deployment_message_bytes=config.max_deployment_message_bytes,
+                      metrics=metrics, tracing=tracing)
+    metrics.watch(invoker)
     try:
         resumed = invoker.recover()
-        if resumed:
-            log.warning("resuming %d unfinished invocations", resumed)
         ingress = Ingress(app, invoker, max_body_bytes=config.max_body_bytes)
         sockets = [_listen(config.host, config.port)]
+        ingress_url = _url(config.host, sockets[0])
         handler = ingress
         if config.admin_port:
             sockets.append(_listen(config.admin_host, config.admin_port))
-            handler = Router(ingress, Admin(invoker), config.admin_port)
+            handler = Router(ingress, Admin(invoker, ingress_url=ingress_url, token=config.admin_token),
+                             config.admin_port)
         _announce(sockets)
+        admin_url = _url(config.admin_host, sockets[1]) if config.admin_port else "off"
+        ready = (f"stead ready: ingress {ingress_url}, admin {admin_url}, data {config.data_dir}, "
+                 f"durability {config.durability}, recovered {resumed} invocations")
         uv_config = uvicorn.Config(
             handler, host=config.host, port=config.port, loop="none", http="httptools",
-            lifespan="off", access_log=False, log_level=config.log_level,
+            lifespan="off", access_log=False, log_level=config.log_level, log_config=None,
             timeout_graceful_shutdown=config.shutdown_timeout_s, server_header=False,
             date_header=False, proxy_headers=False,
         )
-        server = uvicorn.Server(uv_config)
+        server = _Server(uv_config, lambda: logs.announce(
+            log, ready, ingress=ingress_url, admin=admin_url, data_dir=config.data_dir,
+            durability=config.durability, recovered=resumed))
         if failures:  # a resumed invocation already met a failing store
             server.should_exit = True
         async with anyio.create_task_group() as tg:
@@ -120,6 +139,8 @@ async def serve(config: ServerConfig, app: App) -> None:
     finally:
         await invoker.close(config.shutdown_timeout_s)
         commits.close()
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
         try:
             store.close()
         except _core.StorageError as exc:
@@ -127,6 +148,33 @@ async def serve(config: ServerConfig, app: App) -> None:
                 on_storage_failure(exc)
     if failures:
         raise StorageFailed(str(failures[0])) from failures[0]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which says once that it is ready: serving on every socket."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: Optional[list[socket.socket]] = None) -> None:
+        await super().startup(sockets)
+        if self.started and not self.should_exit:
+            self._on_ready()
+
+
+def _tracing(config: ServerConfig) -> Optional["Tracing"]:
+    """Traces over OTLP/HTTP if an endpoint is configured; nothing is imported otherwise."""
+    if not config.otlp_endpoint:
+        return None
+    from runtime.tracing import Tracing
+
+    return Tracing(config.otlp_endpoint)
+
+
+def _url(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _signer(config: ServerConfig) -> Optional[RequestSigner]:
@@ -185,7 +233,7 @@ async def _purge_loop(invoker: Invoker, retention_s: float) -> None:
 def run(config: ServerConfig) -> None:
     import uvloop
 
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(config.log_level, config.log_format)
     app = load_app(config.target)
     # uvicorn captures SIGINT/SIGTERM while serving and re-raises them when it returns,
     # which would kill the process before the store is closed. Our handlers only note

@@ -52,13 +52,26 @@ class StateCache:
         #                    decoded values by name or None (lent out, or none kept), size,
         #                    seq of the queued purge a load depends on (see `_entry`; 0: none)]
         self._entries: OrderedDict[tuple[str, str], list] = OrderedDict()
+        # Lookups (get, lend) answered from memory / loaded from the store (runtime/metrics.py).
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def key_count(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
 
     def _entry(self, service: str, key: str) -> list:
         ident = (service, key)
         entry = self._entries.get(ident)
         if entry is not None:
+            self.hits += 1
             self._entries.move_to_end(ident)
             return entry
+        self.misses += 1
         rows, seq = self._store.load_state(service, key)  # seq: a queued purge's (or a later write's)
         state = dict(rows)
         size = _size(state, None)

@@ -157,8 +157,15 @@ def test_cancel_kill_purge(server: SteadServer, effects_dir: Path) -> None:
         err = fails(server, "invocations", action, killed)
         assert err.startswith("stead: ") and "(HTTP 409)" in err and "completed" in err
     running = server.post("/Jobs/long/send", "r").json()["invocationId"]
+    wait_for_lines(effects_dir / "jobs", 3)
     err = fails(server, "invocations", "purge", running)
     assert "(HTTP 409)" in err and "not completed" in err
+    # Pause and resume: paused, it shows as such and runs nothing until resumed.
+    assert run(server, "invocations", "pause", running) == f"{running}: paused\n"
+    assert run_json(server, "invocations", "describe", running)["status"] == "paused"
+    assert running in run(server, "invocations", "list", "--status", "paused")
+    assert run_json(server, "invocations", "resume", running) == {"invocationId": running, "status": "running"}
+    assert run_json(server, "invocations", "describe", running)["status"] != "paused"
     run(server, "invocations", "kill", running)
 
     assert run(server, "invocations", "purge", killed) == f"{killed}: purged\n"

@@ -1,6 +1,7 @@
 """Invocation retries end to end: a cancel or kill that reaches an invocation backing off
 between attempts, and retries running out, for each `on_max_attempts` value of
-`InvocationRetryPolicy`.
+`InvocationRetryPolicy` (unset and "kill": the invocation fails; "pause": it is paused
+until resumed, as in Restate).
 
 Handlers: Retrying/fail_once (a booked step, then a failure; the retry is a minute
 away) and Retrying/exhaust_* (a step, then a failure every attempt; 3 attempts, 100 ms
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import read_lines
+from tests.conftest import read_lines, wait_for_lines
 from tests.disk import RETRY_TIMER_ENTRY, EntryKind, Status, read_disk, wait_on_disk
 
 
@@ -53,11 +54,10 @@ def test_signal_to_an_invocation_backing_off(behaviour, effects_dir, action: str
     assert read_disk(server.data_dir, on_disk) == (Status.COMPLETED, 409, message, [])
 
 
-@pytest.mark.parametrize("handler", ["exhaust_default", "exhaust_kill", "exhaust_pause"])
+@pytest.mark.parametrize("handler", ["exhaust_default", "exhaust_kill"])
 def test_retries_run_out(behaviour, effects_dir, handler: str) -> None:
-    """`on_max_attempts` unset, "kill" and "pause" all end the same way today: the
-    invocation fails with 500 after its last attempt (runtime/retry.py's RetryPolicy does
-    not read on_max_attempts; Restate would pause on "pause", see the xfail below)."""
+    """`on_max_attempts` unset or "kill": the invocation fails with 500 after its last
+    attempt ("pause": see the next test)."""
     server = behaviour
     resp = server.post(f"/Retrying/{handler}", handler)
     assert resp.status_code == 500
@@ -79,16 +79,44 @@ def test_retries_run_out(behaviour, effects_dir, handler: str) -> None:
     assert read_disk(server.data_dir, on_disk) == (Status.COMPLETED, 500, 2, [(EntryKind.RUN, "step")], [])
 
 
-@pytest.mark.xfail(strict=True, reason="gap: on_max_attempts='pause' is not implemented: runtime/retry.py's "
-                   "RetryPolicy ignores it, so an exhausted invocation is failed (as with 'kill') instead of "
-                   "paused until resumed (Restate); there is no paused status or resume in the admin API yet")
-def test_pause_on_max_attempts_leaves_the_invocation_paused(behaviour, effects_dir) -> None:
+def _paused_after(server, inv: str, attempts_file, attempts: int):  # type: ignore[no-untyped-def]
+    """The record once the last of `attempts` attempts has failed and paused the invocation."""
+    wait_for_lines(attempts_file, attempts)
+    return wait_on_disk(server.data_dir, lambda d: (r := d.invocation(inv)) and r.status == Status.PAUSED and r,
+                        what=f"{inv} paused")
+
+
+def test_pause_on_max_attempts_leaves_the_invocation_paused(behaviour, effects_dir, pool) -> None:
+    """on_max_attempts="pause" (Restate's): when the attempts run out the invocation is paused,
+    not failed. It keeps its journal (the step is not run again) and its retry count, no
+    retry is scheduled, and no result is given: its output is not ready (470) and an attached
+    client waits. A resume gives it a fresh set of attempts (Restate's invoker starts a new
+    retry policy at each invoke), which run out into the paused status again; a kill ends it."""
     server = behaviour
+    attempts_file = effects_dir / "exhaust-paused-attempts"
     inv = server.post("/Retrying/exhaust_pause/send", "paused").json()["invocationId"]
-    unsettled = (Status.RUNNING, Status.BACKING_OFF)
-    record = wait_on_disk(server.data_dir,
-                          lambda d: (r := d.invocation(inv)) and r.retry_count == 2 and r.status not in unsettled and r,
-                          what="the outcome of the last attempt")
-    assert len(read_lines(effects_dir / "exhaust-paused-attempts")) == 3
-    assert record.status != Status.COMPLETED
+    record = _paused_after(server, inv, attempts_file, 3)
+    assert record.retry_count == 2 and record.next_retry_ms == 0
+    assert read_disk(server.data_dir, lambda d: [t for t in d.timers() if t.invocation_id == inv]) == []
+    assert len(read_lines(attempts_file)) == 3
     assert server.get(f"/restate/invocation/{inv}/output").status_code == 470  # not completed: paused
+    described = server.admin("GET", f"/invocations/{inv}").json()
+    assert (described["status"], described["retry_count"], described["completion_result"]) == ("paused", 2, None)
+    listed = server.admin("GET", "/invocations?status=paused").json()["invocations"]
+    assert [i["id"] for i in listed] == [inv]
+    assert "paused until it is resumed" in server.log()
+
+    resp = server.admin("PATCH", f"/invocations/{inv}/resume")
+    assert (resp.status_code, resp.json()) == (200, {"invocationId": inv, "status": "running"})
+    record = _paused_after(server, inv, attempts_file, 6)
+    assert len(read_lines(attempts_file)) == 6, "three fresh attempts, then paused again"
+    assert record.retry_count == 2
+    assert read_lines(effects_dir / "exhaust-paused") == ["step"]  # replayed, never run again
+
+    attached = pool.submit(server.get, f"/restate/invocation/{inv}/attach")
+    assert server.admin("PATCH", f"/invocations/{inv}/kill").status_code == 202
+    out = attached.result(timeout=30)
+    assert out.status_code == 409 and out.json() == {"code": 409, "message": "killed"}
+    server.stop()
+    assert read_disk(server.data_dir, lambda d: (d.invocation(inv).status, d.invocation(inv).failure_code)) == (
+        Status.COMPLETED, 409)
