@@ -256,7 +256,8 @@ def run_workload(wid: str, args, run_dir: Path, stamp: str, log) -> dict:
     data_dir = OUT / f"data-{stamp}-{wid}"
     port, admin_port = free_port(), free_port()
     remote = wid in REMOTE
-    cmd = [sys.executable, "-m", "runtime.cli", "serve", EMPTY_APP if remote else APP, "--data-dir", str(data_dir),
+    cmd = [sys.executable, "-m", "runtime.cli", "serve", EMPTY_APP if remote else APP, *args.serve_args,
+           "--data-dir", str(data_dir),
            "--port", str(port), "--admin-port", str(admin_port), "--durability", args.durability]
     log(f"== {wid}: {' '.join(cmd)}")
     try:
@@ -368,7 +369,8 @@ def fmt(value, digits=3) -> str:
 
 def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
     lines = [f"## {stamp} UTC — durability `{args.durability}`"
-             + (f" (duration override {args.duration:g} s)" if args.duration else ""), ""]
+             + (f" (duration override {args.duration:g} s)" if args.duration else "")
+             + (" — tracing on (`--otlp-endpoint` to bench/otlp_sink.py)" if args.tracing else ""), ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
     if args.durability == "sync":
         lines.append("- durability `sync`: the WAL is fsynced per group commit before a response is sent")
@@ -434,6 +436,8 @@ def parse_args(argv=None):
     p.add_argument("--fsync-iterations", type=int, default=2000)
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     p.add_argument("--keep-data", action="store_true", help="keep the data dirs in bench/out/")
+    p.add_argument("--tracing", action="store_true",
+                   help="serve with --otlp-endpoint to a local sink (bench/otlp_sink.py): the cost of tracing")
     args = p.parse_args(argv)
     args.only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
     unknown = args.only - {"FLOORS", *WORKLOADS}
@@ -457,6 +461,12 @@ def main(argv=None) -> int:
         raw.flush()
 
     load_at_start, cpu_start = load_average(), cpu_snapshot()
+    args.serve_args = []
+    sink = None
+    if args.tracing:  # spans exported to a local sink that accepts everything
+        sink_port = free_port()
+        sink = subprocess.Popen([sys.executable, str(REPO / "bench/otlp_sink.py"), "--port", str(sink_port)])
+        args.serve_args = ["--otlp-endpoint", f"http://127.0.0.1:{sink_port}"]
     floors: dict = {}
     results: dict[str, dict] = {}
     failed = False
@@ -488,6 +498,8 @@ def main(argv=None) -> int:
             print(f"  failed: {exc}", flush=True)
             log(f"{wid} failed: {exc}")
 
+    if sink is not None:
+        terminate(sink)
     section = render(stamp, args, machine_info(OUT, load_at_start, cpu_start), floors, results)
     (run_dir / "results.md").write_text(section)
     (run_dir / "results.json").write_text(json.dumps({"floors": floors, "workloads": results}, indent=2))
