@@ -134,7 +134,8 @@ def _backoff_delay_ms(exc: Exception) -> int:
     store = _BackoffStore()
     invoker = Invoker(store, application, None)  # type: ignore[arg-type]
     before = now_ms()
-    invoker._backoff(SimpleNamespace(id="inv_1", retry_count=0), compat.handlers["later"], exc)  # type: ignore[arg-type]
+    inv = SimpleNamespace(id="inv_1", retry_count=0, service=compat.name, handler="later")
+    invoker._backoff(inv, compat.handlers["later"], exc)  # type: ignore[arg-type]
     [(inv_id, retry, fire_ms)] = store.backoffs
     assert (inv_id, retry) == ("inv_1", 1)
     return fire_ms - before

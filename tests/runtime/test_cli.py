@@ -151,8 +151,8 @@ def test_the_command_tree() -> None:
         "", "serve", "deployment", "deployments", "deployments register", "deployments list",
         "deployments describe", "deployments remove", "keys", "keys generate", "services", "services list",
         "services describe", "invocations", "invocations list", "invocations describe", "invocations cancel",
-        "invocations kill", "invocations purge", "state", "state get", "state set", "state clear",
-        "state edit", "sql", "inspect"])
+        "invocations kill", "invocations purge", "invocations pause", "invocations resume", "state",
+        "state get", "state set", "state clear", "state edit", "sql", "inspect"])
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "stead")

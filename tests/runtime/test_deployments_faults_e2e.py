@@ -97,7 +97,8 @@ def test_deployment_down_when_called(make_server, deployments, effects_dir, pool
     answer = pool.submit(server.post, "/RSteps/echo", "k2", timeout=90)
 
     def retries() -> list[float]:
-        return [float(line.rsplit("retrying in ", 1)[1].rstrip("s"))
+        # "... retrying in 0.100s [inv=... target=... attempt=N]": the delay, before the log fields.
+        return [float(line.rsplit("retrying in ", 1)[1].split()[0].rstrip("s"))
                 for line in server.log().splitlines()
                 if "unreachable or broke the stream" in line and "retrying in " in line]
 

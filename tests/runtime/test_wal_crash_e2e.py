@@ -80,7 +80,11 @@ def test_kill_in_wal_mode_while_a_full_inbox_drains(make_server, effects_dir) ->
     assert server.get(f"/restate/invocation/{ids[-1]}/attach").json() == ["hold", *tags]
     entered = [line for line in read_lines(effects_dir / "queue-full") if line.startswith("enter t")]
     assert sorted(set(entered)) == [f"enter {tag}" for tag in tags]
-    assert len(entered) <= len(tags) + 1  # only the one running at the kill ran twice
+    # Only those running at the kill ran twice: the one in its handler, and the next one of
+    # the key if the previous completion's commit was queued but not yet written (the next
+    # starts once that commit is queued: internal work does not wait for durability, and a
+    # handler's own code outside steps runs again on a retry).
+    assert len(entered) <= len(tags) + 2
 
 
 @pytest.mark.parametrize("point", ["commit.before_write", "commit.before_sync"])
