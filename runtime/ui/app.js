@@ -501,6 +501,20 @@ function confirmButton(label, title, action) {
   return button;
 }
 
+// A button that acts on its first click: pause and resume are undone by each other.
+function actionButton(label, title, action) {
+  const button = h("button", { type: "button", class: "action", title }, label);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await action();
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
 async function invocationPage(page, id) {
   const header = h("div", {});
   const summary = h("dl", { class: "summary" });
@@ -509,7 +523,7 @@ async function invocationPage(page, id) {
   const details = h("div", {});
   const fresh = h("p", { class: "muted small fresh" });
   fill(page.root, header, fresh, h("div", { class: "actions", id: "actions" }, buttons, message), summary, details);
-  let shownCompleted = null;
+  let shownState = null;
   let shown = "";
 
   async function act(verb) {
@@ -520,7 +534,7 @@ async function invocationPage(page, id) {
       const answer = await api("PATCH", `/invocations/${encodeURIComponent(id)}/${verb}`);
       message.textContent = `${verb}: ${answer.status}`;
       if (verb === "purge") {
-        shownCompleted = null;
+        shownState = null;
         page.poll(refresh);
         return;
       }
@@ -532,13 +546,19 @@ async function invocationPage(page, id) {
     page.poll(refresh);
   }
 
-  function renderButtons(completed) {
-    if (completed === shownCompleted) return; // keeps a button that waits for its confirming click
-    shownCompleted = completed;
-    // Pause and resume join these when the API has them.
-    fill(buttons, ...(completed
+  // state: "completed", "paused", "waiting" (pending or scheduled: not started) or "active".
+  function renderButtons(state) {
+    if (state === shownState) return; // keeps a button that waits for its confirming click
+    shownState = state;
+    const pauseOrResume = state === "paused"
+      ? [actionButton("Resume", "Run it again: it replays from its journal with a fresh set of attempts", () => act("resume"))]
+      : state === "active"
+        ? [actionButton("Pause", "It runs nothing, and keeps its key, until resumed", () => act("pause"))]
+        : [];
+    fill(buttons, ...(state === "completed"
       ? [confirmButton("Purge", "Delete the record, journal and idempotency entry of this completed invocation", () => act("purge"))]
-      : [confirmButton("Cancel", "Cooperative: the handler sees a cancellation at its next await and can compensate; callees are cancelled too", () => act("cancel")),
+      : [...pauseOrResume,
+        confirmButton("Cancel", "Cooperative: the handler sees a cancellation at its next await and can compensate; callees are cancelled too", () => act("cancel")),
         confirmButton("Kill", "Stops at once, no compensation; callees are killed too", () => act("kill"))]));
   }
 
@@ -553,7 +573,7 @@ async function invocationPage(page, id) {
         fill(summary);
         fill(details, h("p", {}, "No such invocation (never existed, or purged)."));
         fill(buttons);
-        shownCompleted = null;
+        shownState = null;
         shown = "";
         fill(fresh);
         return false;
@@ -564,7 +584,8 @@ async function invocationPage(page, id) {
     if (!page.alive) return false;
     const completed = inv.status === "completed";
     freshness(fresh, null, !completed);
-    renderButtons(completed);
+    renderButtons(completed ? "completed" : inv.status === "paused" ? "paused"
+      : inv.status === "pending" || inv.status === "scheduled" ? "waiting" : "active");
     const answer = JSON.stringify(inv);
     if (answer === shown) return true;
     shown = answer;

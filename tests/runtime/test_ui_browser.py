@@ -142,6 +142,17 @@ def test_invocation_list_journal_and_kill(start, effects_dir: Path, page: Page) 
     expect(runs.nth(1)).to_contain_text("two")
     shot(page, "invocation")
 
+    # Pause, then resume: the page shows each status and offers the other button.
+    page.locator("#actions").get_by_role("button", name="Pause").click()
+    expect(page.locator("#actions .flash")).to_have_text("pause: paused")
+    expect(page.locator("h1 .status")).to_have_text("paused")
+    assert api_invocation(server, inv)["status"] == "paused"
+    page.locator("#actions").get_by_role("button", name="Resume").click()
+    expect(page.locator("#actions .flash")).to_have_text("resume: running")
+    expect(page.locator("h1 .status")).to_have_text("running")
+    expect(page.locator("#actions").get_by_role("button", name="Pause")).to_be_visible()
+    wait_until(lambda: api_invocation(server, inv)["status"] == "running", what="resumed")
+
     # A second tab on the same invocation whose reads fail from now on, so its Cancel
     # button stays after the kill: pressing it shows the API's refusal.
     stale = page.context.new_page()
