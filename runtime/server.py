@@ -128,16 +128,23 @@ async def serve(config: ServerConfig, app: App) -> None:
             durability=config.durability, recovered=resumed))
         if failures:  # a resumed invocation already met a failing store
             server.should_exit = True
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(invoker.timer_loop)
-            tg.start_soon(_purge_loop, invoker, config.retention_s)
-            tg.start_soon(invoker.watchdog)
-            await server.serve(sockets=sockets)
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(invoker.timer_loop)
+                tg.start_soon(_purge_loop, invoker, config.retention_s)
+                tg.start_soon(invoker.watchdog)
+                await server.serve(sockets=sockets)
+                tg.cancel_scope.cancel()
+        except* _core.StorageError as group:
+            # A loop of the group met the failing store (the timers' commit, the purge): anyio
+            # raises it in an ExceptionGroup, which must still stop the server as crash-only.
+            on_storage_failure(group.exceptions[0])
     except _core.StorageError as exc:
         on_storage_failure(exc)
     finally:
-        await invoker.close(config.shutdown_timeout_s)
+        # Crash-only: after a storage failure nothing more can be made durable, so the
+        # attempts in flight are dropped at once rather than given the shutdown timeout.
+        await invoker.close(0.0 if failures else config.shutdown_timeout_s)
         commits.close()
         if tracing is not None:
             await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
