@@ -16,7 +16,9 @@ Restate's paths and shapes where Restate has them:
     DELETE /debug/failpoints/{name}     only with STEAD_DEBUG_FAILPOINTS=1 and an extension built
                                         with the failpoints feature (tests hold or fail the writer)
 
-Errors are Restate's admin shape, {"message", "restate_code"} (plus "code", the HTTP
+Every answer leaves only once every commit queued before it is durable (one wait, in
+the send path of `Admin`), since the reads behind it see written, not yet synced,
+commits. Errors are Restate's admin shape, {"message", "restate_code"} (plus "code", the HTTP
 status): 400 bad input, 401 missing token, 404 unknown, 405 method, 409 conflict.
 Every path is also answered under Restate's version prefixes (/v1 ... /v4), which
 Restate's CLI puts in front of the paths once GET /version told it the range.
@@ -59,10 +61,21 @@ class Admin:
             if scope["type"] == "lifespan":
                 await lifespan(receive, send)
             return
+        invoker = self.invoker
+
+        async def durable_send(message: dict) -> None:
+            # The barrier, once for every answer: nothing leaves before every commit queued
+            # until now is durable. The admin API's reads (scans, records, state) see written
+            # commits, which may not be synced yet, and its answers say what they saw.
+            if message["type"] == "http.response.start":
+                await invoker.commits.wait(invoker.store.last_seq())
+            await send(message)
+
         try:
-            await self._handle(scope, receive, send)
-        except HttpError as exc:
-            await respond(send, exc.status, error_body(exc.status, exc.message))
+            try:
+                await self._handle(scope, receive, durable_send)
+            except HttpError as exc:  # a 404 or a 409 may rest on what was read too
+                await respond(durable_send, exc.status, error_body(exc.status, exc.message))
         except _core.StorageError as exc:
             # Crash-only: the store failed, the server is stopping, and what was not durable
             # may or may not be there after recovery.

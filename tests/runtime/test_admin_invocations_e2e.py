@@ -7,13 +7,15 @@ and against the data directory read independently (tests/disk.py)."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import pytest
 
-from tests.conftest import SteadServer, wait_for_lines, wait_until
-from tests.disk import DiskReader
+from tests.conftest import FAILPOINTS_ENV, SteadServer, wait_for_lines, wait_until
+from tests.disk import DiskReader, wait_on_disk
 
 
 @pytest.fixture
@@ -148,3 +150,26 @@ def test_unknown_invocation_and_methods(srv: SteadServer) -> None:
     assert srv.admin("POST", "/invocations/inv_nope/kill").status_code == 405
     body = json.loads(srv.admin("GET", "/invocations/inv_nope").text)
     assert set(body) >= {"message", "restate_code"}
+
+
+def test_answers_wait_for_what_they_read_to_be_durable(tmp_path: Path, effects_dir: Path, pool) -> None:
+    """The scans read written commits, which may not be synced yet: an answer that shows
+    one must wait until it is durable (the barrier), as every other answer does. The writer
+    is held after writing a send's admission and before syncing it."""
+    srv = SteadServer(tmp_path / "held", effects_dir, env=FAILPOINTS_ENV).start()
+    try:
+        srv.failpoint("commit.before_sync", "pause")
+        accepted = pool.submit(srv.post, "/Steps/h1/run/send", "held")
+        wait_on_disk(srv.data_dir, lambda d: any(i.service == "Steps" for i in d.invocations().values()),
+                     what="the admission written")
+        listed = pool.submit(srv.admin, "GET", "/invocations?service=Steps")
+        queried = pool.submit(httpx.post, f"{srv.admin_url}/query", json={"query": "SELECT id FROM sys_invocation"},
+                              headers={"accept": "application/json"}, timeout=30)
+        done, _ = wait_futures([listed, queried], timeout=1.0)
+        assert not done, "an answer showed an invocation whose admission is not durable"
+        srv.failpoint("commit.before_sync", None)
+        inv = accepted.result(timeout=30).json()["invocationId"]
+        assert [i["id"] for i in listed.result(timeout=30).json()["invocations"]] == [inv]
+        assert [r["id"] for r in queried.result(timeout=30).json()["rows"]] == [inv]
+    finally:
+        srv.kill()
