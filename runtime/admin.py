@@ -18,7 +18,7 @@ Restate's paths and shapes where Restate has them:
 
 Every answer leaves only once every commit queued before it is durable (one wait, in
 the send path of `Admin`), since the reads behind it see written, not yet synced,
-commits. Errors are Restate's admin shape, {"message", "restate_code"} (plus "code", the HTTP
+commits (refusals wait only for the commits they rest on). Errors are Restate's admin shape, {"message", "restate_code"} (plus "code", the HTTP
 status): 400 bad input, 401 missing token, 404 unknown, 405 method, 409 conflict.
 Every path is also answered under Restate's version prefixes (/v1 ... /v4), which
 Restate's CLI puts in front of the paths once GET /version told it the range.
@@ -78,8 +78,10 @@ class Admin:
         try:
             try:
                 await self._handle(scope, receive, durable_send)
-            except HttpError as exc:  # a 404 or a 409 may rest on what was read too
-                await respond(durable_send, exc.status, error_body(exc.status, exc.message))
+            except HttpError as exc:
+                # Refusals wait for the commits they rest on where they rest on one (signals,
+                # purge); an unknown id is answered without waiting for the writer.
+                await respond(send, exc.status, error_body(exc.status, exc.message))
         except _core.StorageError as exc:
             # Crash-only: the store failed, the server is stopping, and what was not durable
             # may or may not be there after recovery.
