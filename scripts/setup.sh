@@ -26,6 +26,18 @@ fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup) first" >&2; exit 1; }
 
+# scripts/fuzz: cargo-fuzz, which needs a nightly toolchain (a broken one, e.g. without its
+# rustc, is installed again).
+if ! rustc +nightly --version >/dev/null 2>&1; then
+  echo "setup: installing the nightly Rust toolchain (for cargo fuzz)"
+  rustup toolchain uninstall nightly >/dev/null 2>&1 || true
+  rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz into ~/.cargo/bin"
+  env -u CARGO_TARGET_DIR cargo install cargo-fuzz --locked --version "^0.13"
+fi
+
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv

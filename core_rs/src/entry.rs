@@ -128,8 +128,14 @@ pub fn encode_into(e: &EntryRef<'_>, buf: &mut Vec<u8>) {
     }
 }
 
+/// Decode a journal or completion row's value. Garbage is `Error::Corrupt` naming
+/// it, and so is an entry of a kind no Stead writes (`encode_into`'s callers
+/// check the kind first): it could only be replayed as a mismatch.
 pub fn decode(bytes: &[u8]) -> Result<Entry> {
-    let je = JournalEntry::decode(bytes)?;
+    let je = JournalEntry::decode(bytes).map_err(|e| Error::corrupt(format_args!("journal entry: {e}")))?;
+    if check_kind(je.kind).is_err() {
+        return Err(Error::corrupt(format_args!("journal entry of unknown kind {}", je.kind)));
+    }
     let name = if has_name(je.kind) || !je.name.is_empty() { Some(je.name) } else { None };
     // A failure message is meaningful with a failure code; keep a stray one too.
     let message = if je.failure_code != 0 || !je.failure_message.is_empty() { Some(je.failure_message) } else { None };
@@ -176,6 +182,14 @@ mod tests {
             assert_eq!(buf, prost_bytes(e), "{e:?}");
             assert_eq!(&decode(&buf).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn garbage_is_corrupt_and_named() {
+        let unknown = JournalEntry { kind: 99, ..Default::default() }.encode_to_vec();
+        assert!(matches!(decode(&unknown), Err(Error::Corrupt(m)) if m == "journal entry of unknown kind 99"));
+        assert!(matches!(decode(b""), Err(Error::Corrupt(m)) if m == "journal entry of unknown kind 0"));
+        assert!(matches!(decode(b"\x12\x05ab"), Err(Error::Corrupt(m)) if m.starts_with("journal entry: ")));
     }
 
     #[test]

@@ -15,11 +15,17 @@
 //! but set once in practice (`Store::pin_deployment`); it is kept apart from
 //! the `Copy` [`InvState`] and written by every encoding of the record, so that
 //! no rewrite (a status change, a suspension, a backoff, the completion) drops it.
+//!
+//! Reading a record back: [`decode_record`] (all of it) or [`peek`] (the fields
+//! recovery and purge filter on, without copying input and output); garbage is
+//! `Error::Corrupt` naming the record (fuzzed by core_rs/fuzz/).
 
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use prost::encoding::{encode_key, encode_varint, WireType};
+use prost::bytes::Buf;
+use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, WireType};
+use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::proto::{HandlerKind, InvocationRecord, InvocationStatus};
@@ -203,8 +209,16 @@ impl InvocationMeta {
         }))
     }
 
-    /// Rebuild from a stored record (recovery, `get_invocation`).
+    /// Rebuild from a stored record (recovery, `get_invocation`). A handler kind or a
+    /// status that no Stead writes is `Error::Corrupt`: the bytes decoded, but are not
+    /// a record (a caller's unknown kind is `InvalidArgument`, in `with_links`).
     pub fn from_record(rec: InvocationRecord) -> Result<Arc<InvocationMeta>> {
+        if HandlerKind::try_from(rec.kind).is_err() {
+            return Err(Error::corrupt(format_args!("invocation record {:?}: unknown handler kind {}", rec.id, rec.kind)));
+        }
+        if InvocationStatus::try_from(rec.status).is_err() {
+            return Err(Error::corrupt(format_args!("invocation record {:?}: unknown status {}", rec.id, rec.status)));
+        }
         let headers = rec.headers.into_iter().map(|h| (h.name, h.value)).collect();
         let links = Links { caller_id: rec.caller_id, caller_entry: rec.caller_entry, idempotency_key: rec.idempotency_key };
         let meta = InvocationMeta::with_links(rec.id, rec.service, rec.handler, rec.key, rec.kind, &rec.input, headers, rec.created_ms, links)?;
@@ -288,6 +302,62 @@ impl InvocationMeta {
     }
 }
 
+/// Decode a stored record (the `invocations` table's value); garbage is
+/// `Error::Corrupt` naming it.
+pub fn decode_record(bytes: &[u8]) -> Result<InvocationRecord> {
+    InvocationRecord::decode(bytes).map_err(|e| Error::corrupt(format_args!("invocation record: {e}")))
+}
+
+/// The fields recovery and purge filter on, read without decoding (or
+/// copying) the input and output of every record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Peek {
+    pub status: i32,
+    pub completed_ms: u64,
+    /// Its own retention once completed (None: the server's default).
+    pub retention_ms: Option<u64>,
+}
+
+impl Peek {
+    /// Whether a completed invocation's retention has run out at `now_ms`.
+    pub fn expired(&self, now_ms: u64, default_retention_ms: u64) -> bool {
+        let keep = self.retention_ms.unwrap_or(default_retention_ms);
+        self.completed_ms.saturating_add(keep) <= now_ms
+    }
+}
+
+/// The peeked fields of a stored record: its wire format walked field by field,
+/// length-delimited fields skipped (a record that `decode_record` reads gives the
+/// same values; core_rs/fuzz/ checks it).
+pub fn peek(mut buf: &[u8]) -> Result<Peek> {
+    let bad = |e: prost::DecodeError| Error::corrupt(format_args!("invocation record: {e}"));
+    let mut p = Peek::default();
+    while buf.has_remaining() {
+        let (tag, wire) = decode_key(&mut buf).map_err(bad)?;
+        let skip = match wire {
+            WireType::Varint => {
+                let v = decode_varint(&mut buf).map_err(bad)?;
+                match tag {
+                    8 => p.status = v as i32,
+                    12 => p.completed_ms = v,
+                    23 => p.retention_ms = Some(v),
+                    _ => {}
+                }
+                0
+            }
+            WireType::LengthDelimited => decode_varint(&mut buf).map_err(bad)? as usize,
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            WireType::StartGroup | WireType::EndGroup => return Err(Error::corrupt("group in an invocation record")),
+        };
+        if skip > buf.len() {
+            return Err(Error::corrupt("truncated invocation record"));
+        }
+        buf.advance(skip);
+    }
+    Ok(p)
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -299,7 +369,6 @@ pub fn now_ms() -> u64 {
 mod tests {
     use super::*;
     use crate::proto::Header;
-    use prost::Message;
 
     fn sample() -> Arc<InvocationMeta> {
         InvocationMeta::new(
@@ -394,6 +463,15 @@ mod tests {
         let back = InvocationMeta::from_record(InvocationRecord::decode(buf.as_slice()).unwrap()).unwrap();
         assert_eq!((back.caller_id.as_str(), back.caller_entry, back.idempotency_key.as_str()), ("inv_caller", 7, "idem"));
         assert_eq!(back.state().status, STATUS_SUSPENDED);
+    }
+
+    #[test]
+    fn records_no_stead_writes_are_corrupt() {
+        // Bytes on disk that decode, but with a handler kind or a status no Stead writes.
+        let rec = InvocationRecord { id: "i".into(), kind: 9, ..Default::default() };
+        assert!(matches!(InvocationMeta::from_record(rec), Err(Error::Corrupt(m)) if m.contains("unknown handler kind 9")));
+        let rec = InvocationRecord { id: "i".into(), status: 99, ..Default::default() };
+        assert!(matches!(InvocationMeta::from_record(rec), Err(Error::Corrupt(m)) if m.contains("unknown status 99")));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The `invocations` table: one `InvocationRecord` per invocation id.
 
-use prost::bytes::Buf;
-use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
 
 use crate::commit::Commit;
 use crate::db::{Cf, Db};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::invocation::{Completion, InvState, InvocationMeta};
+// The peek decodes bytes only (no RocksDB): it lives beside the record's encoder,
+// where core_rs/fuzz/ reaches it without the `storage` feature.
+pub use crate::invocation::{peek, Peek};
 use crate::keys;
 use crate::proto::InvocationRecord;
 
@@ -44,52 +45,6 @@ pub fn scan_after(db: &Db, after: &str, mut f: impl FnMut(InvocationRecord) -> R
         from.push(0); // the least key above `after`'s own
     }
     db.scan_prefix_from(Cf::Invocations, &keys::INVOCATION, &from, |_, v| f(InvocationRecord::decode(v)?))
-}
-
-/// The fields recovery and purge filter on, read without decoding (or
-/// copying) the input and output of every record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Peek {
-    pub status: i32,
-    pub completed_ms: u64,
-    /// Its own retention once completed (None: the server's default).
-    pub retention_ms: Option<u64>,
-}
-
-impl Peek {
-    /// Whether a completed invocation's retention has run out at `now_ms`.
-    pub fn expired(&self, now_ms: u64, default_retention_ms: u64) -> bool {
-        let keep = self.retention_ms.unwrap_or(default_retention_ms);
-        self.completed_ms.saturating_add(keep) <= now_ms
-    }
-}
-
-pub fn peek(mut buf: &[u8]) -> Result<Peek> {
-    let mut p = Peek::default();
-    while buf.has_remaining() {
-        let (tag, wire) = decode_key(&mut buf)?;
-        let skip = match wire {
-            WireType::Varint => {
-                let v = decode_varint(&mut buf)?;
-                match tag {
-                    8 => p.status = v as i32,
-                    12 => p.completed_ms = v,
-                    23 => p.retention_ms = Some(v),
-                    _ => {}
-                }
-                0
-            }
-            WireType::LengthDelimited => decode_varint(&mut buf)? as usize,
-            WireType::SixtyFourBit => 8,
-            WireType::ThirtyTwoBit => 4,
-            WireType::StartGroup | WireType::EndGroup => return Err(Error::corrupt("group in an invocation record")),
-        };
-        if skip > buf.len() {
-            return Err(Error::corrupt("truncated invocation record"));
-        }
-        buf.advance(skip);
-    }
-    Ok(p)
 }
 
 /// Like [`scan`], but `f` sees the peeked fields and the raw record, and
