@@ -63,6 +63,7 @@ __all__ = [
     "Output",
     "StorageError",
     "SchemaVersionError",
+    "CorruptError",
     "NotRunningError",
     "KeyBusyError",
     "VersionMismatchError",
@@ -182,6 +183,10 @@ class StorageError(Exception):
 
 class SchemaVersionError(StorageError):
     """The data directory was written by a Stead with another schema version."""
+
+class CorruptError(StorageError):
+    """Bytes on disk that do not decode as what their table holds (a damaged journal entry,
+    invocation record or key): the data read is damaged, the store itself did not fail."""
 
 class NotRunningError(ValueError):
     """The invocation is not running (suspended, backing off, paused, completed, inboxed or scheduled):

@@ -19,7 +19,8 @@ Restate's paths and shapes where Restate has them:
 Every answer leaves only once every commit queued before it is durable (one wait, in
 the send path of `Admin`), since the reads behind it see written, not yet synced,
 commits (refusals wait only for the commits they rest on). Errors are Restate's admin shape, {"message", "restate_code"} (plus "code", the HTTP
-status): 400 bad input, 401 missing token, 404 unknown, 405 method, 409 conflict.
+status): 400 bad input, 401 missing token, 404 unknown, 405 method, 409 conflict; 503 once
+the store failed (the ingress's "storage failed: ..." message: the server is stopping).
 Every path is also answered under Restate's version prefixes (/v1 ... /v4), which
 Restate's CLI puts in front of the paths once GET /version told it the range.
 With an admin token (--admin-token), every request that changes something (any
@@ -33,10 +34,12 @@ import hmac
 import json
 import logging
 import os
+from typing import Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
 from runtime import _core, admin_deployments, admin_invocations, admin_query, admin_services, admin_state, admin_ui, metrics
 from runtime.http import HttpError, Receive, Scope, Send, header, json_body, lifespan, read_body, respond
+from runtime.ingress import damaged_message, storage_failed_message, storage_failure
 from runtime.invoker import Invoker
 
 log = logging.getLogger("stead.admin")
@@ -82,12 +85,17 @@ class Admin:
                 # Refusals wait for the commits they rest on where they rest on one (signals,
                 # purge); an unknown id is answered without waiting for the writer.
                 await respond(send, exc.status, error_body(exc.status, exc.message))
-        except _core.StorageError as exc:
-            # Crash-only: the store failed, the server is stopping, and what was not durable
-            # may or may not be there after recovery.
-            await respond(send, 503, error_body(503, f"the outcome is unknown: the server's storage "
-                                                     f"failed ({exc}); it restarts and recovers"))
         except Exception as exc:
+            # Crash-only, as in the ingress: once the store failed, 503 and the failure.
+            failure = storage_failure(invoker, exc)
+            if failure is not None:
+                await respond(send, 503, error_body(503, storage_failed_message(failure)))
+                return
+            damaged = damaged_message(exc)
+            if damaged is not None:
+                log.error("%s %s refused: %s", scope["method"], scope["path"], damaged)
+                await respond(send, 500, error_body(500, damaged))
+                return
             log.exception("internal error serving %s %s", scope["method"], scope["path"])
             await respond(send, 500, error_body(500, f"internal error: {exc}"))
 
@@ -191,7 +199,8 @@ def _failpoints_enabled() -> bool:
 class Router:
     """One ASGI app for both listening sockets: the admin port gets the admin API."""
 
-    def __init__(self, ingress, admin: Admin, admin_port: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ingress, admin: Callable[[Scope, Receive, Send], Awaitable[None]],  # type: ignore[no-untyped-def]
+                 admin_port: int) -> None:
         self.ingress = ingress
         self.admin = admin
         self.admin_port = admin_port

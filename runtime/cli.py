@@ -3,7 +3,9 @@
 
 `main(argv)` returns the exit code instead of exiting, so that tests can call it:
 0 done, 1 a command failed (`stead: <why>` on stderr), 2 bad usage or a server that
-cannot start with what it was given, 3 a server stopped by a storage failure.
+cannot start with what it was given, 3 a server stopped by a storage failure (a failed
+write, a full disk: `stead: storage failed, stopping: <cause>; ...`) or refusing a
+damaged data directory (`stead: data directory ... is damaged: <what>; ...`).
 """
 
 from __future__ import annotations
@@ -119,11 +121,26 @@ def serve(target: str, data_dir: str, host: str, port: int, admin_host: str, adm
         click.echo(f"stead: {exc}", err=True)
         ctx.exit(2)
     except (StorageFailed, _core.StorageError) as exc:
-        click.echo(f"stead: storage failed, stopping: {exc}; restart to recover", err=True)
+        click.echo(_storage_failed(exc), err=True)
         ctx.exit(3)
     except (ValueError, ImportError) as exc:
         click.echo(f"stead: {exc}", err=True)
         ctx.exit(2)
+
+
+def _storage_failed(exc: BaseException) -> str:
+    """The last line of a server stopped by its storage: what failed, in RocksDB's words
+    (which name the file), and what to do."""
+    from runtime.ingress import storage_cause
+
+    cause = storage_cause(exc)
+    if cause.startswith("data directory ") and " is damaged: " in cause:
+        # Refused at open (core_rs/src/db.rs): starting again will not help.
+        return f"stead: {cause}"
+    if "No space left on device" in cause:
+        return (f"stead: storage failed, stopping: {cause}; free space on the data directory's "
+                "filesystem, then restart to recover")
+    return f"stead: storage failed, stopping: {cause}; restart to recover"
 
 
 @cli.group()

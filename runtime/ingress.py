@@ -25,7 +25,10 @@ Bodies: beyond --max-body, 413 after reading and dropping a bounded amount of th
 is closed. A client that goes away before its body is complete gets nothing admitted.
 
 Errors are JSON bodies `{"code", "message"}`; an unfinished invocation's output is
-Restate's 470 "not ready". A response that reports a result or an acceptance is
+Restate's 470 "not ready". Once the store has failed (crash-only: the server stops), every
+request that is not answered otherwise is 503 "storage failed: <cause>; the server is
+stopping: ..." (`storage_failed_message`, the admin API's too; runtime/server.py answers so
+the requests still waiting when it fails). A response that reports a result or an acceptance is
 sent only after the commits it depends on are durable (the invoker waits for them).
 Nothing is written for a rejected request.
 """
@@ -97,14 +100,18 @@ class Ingress:
                 await respond(send, exc.status, error_body(exc.status, exc.message), CLOSE)
             else:
                 await respond(send, exc.status, error_body(exc.status, exc.message))
-        except _core.StorageError as exc:
-            # Crash-only: the store failed, the server is stopping, and what was not durable
-            # may or may not be there after recovery.
-            await respond(send, 503, error_body(503, f"the outcome is unknown: the server's storage "
-                                                     f"failed ({exc}); it restarts and recovers"))
         except Exception as exc:
-            # A bug or a storage failure: the client still gets a JSON error, and nothing
-            # claims success (responses are only sent after a durable commit).
+            failure = storage_failure(self.invoker, exc)
+            if failure is not None:
+                await respond(send, 503, error_body(503, storage_failed_message(failure)))
+                return
+            damaged = damaged_message(exc)
+            if damaged is not None:
+                log.error("%s %s refused: %s", scope["method"], scope["path"], damaged)
+                await respond(send, 500, error_body(500, damaged))
+                return
+            # A bug: the client still gets a JSON error, and nothing claims success
+            # (responses are only sent after a durable commit).
             log.exception("internal error serving %s %s", scope["method"], scope["path"])
             await respond(send, 500, error_body(500, f"internal error: {exc}"))
         finally:
@@ -303,6 +310,48 @@ class Ingress:
         if result is None:
             raise HttpError(NOT_READY, f"invocation {inv_id} is not completed yet")
         await _result(send, inv_id, result)
+
+
+def storage_failure(invoker: Invoker, exc: BaseException) -> Optional[BaseException]:
+    """The storage failure behind `exc`, if a request failed because of one: a StorageError
+    (the writer stopped, or the store failed under this request), or any error once the
+    store has failed (the server is then stopping, and what a request was doing when its
+    commit could not be made durable fails in whatever way it fails). A StorageError that
+    reaches a request first stops the server like any other (crash-only)."""
+    if isinstance(exc, _core.CorruptError) and invoker.failed is None:
+        return None  # damaged data read: refused (damaged_message), the store did not fail
+    if isinstance(exc, _core.StorageError):
+        invoker.storage_failed(exc)
+        return invoker.failed or exc
+    return invoker.failed
+
+
+def damaged_message(exc: BaseException) -> Optional[str]:
+    """The message of a request refused because what it read is damaged (a journal entry,
+    a record that does not decode), if that is why it failed."""
+    return str(exc).removeprefix("corrupt data: ") if isinstance(exc, _core.CorruptError) else None
+
+
+# What core_rs puts in front of RocksDB's words (core_rs/src/error.rs).
+_PREFIXES = ("commit writer stopped after a storage failure: ", "storage error: ")
+
+
+def storage_cause(failure: BaseException) -> str:
+    """What failed, without the wrappers' prefixes: RocksDB's own words (like "IO error: No
+    space left on device: While appending to file: .../000004.log ...")."""
+    cause = str(failure)
+    for prefix in _PREFIXES:
+        cause = cause.removeprefix(prefix)
+    return cause
+
+
+def storage_failed_message(failure: BaseException) -> str:
+    """The message of every 503 the ingress and the admin API answer once the store failed.
+    The outcome of the request is unknown: its commit may or may not be on disk (a write
+    that failed half-way, an fsync that failed), and recovery at the next start decides it;
+    a client retries with its idempotency key."""
+    return (f"storage failed: {storage_cause(failure)}; the server is stopping: the outcome is "
+            "unknown until it restarts and recovers")
 
 
 def _idempotency_key(headers: list[tuple[bytes, bytes]]) -> str:

@@ -150,6 +150,8 @@ class Invoker:
             return await fut
         finally:
             self.results.forget(inv.id, fut)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # read: a failure that ended the call elsewhere is not "never retrieved"
 
     async def send(self, spec: HandlerSpec, inv: _core.Invocation, value: Any, delay_ms: int) -> None:
         """Accept an invocation to run in the background; return once it is durable."""
@@ -239,7 +241,14 @@ class Invoker:
         except Exception as exc:  # a stored input the current code can no longer parse
             await self._finish(inv, None, None, None, 400, f"invalid stored input: {exc}")
             return
-        journal, completions = self._recorded(inv) if inv.journal_len else ([], None)
+        try:
+            journal, completions = self._recorded(inv) if inv.journal_len else ([], None)
+        except _core.CorruptError as exc:
+            # Damage confined to this invocation's journal: it is not replayed on entries that
+            # are not what it recorded; it fails, and the server goes on with the others.
+            log.error("invocation %s: %s; failing it", inv.id, exc)
+            await self._finish(inv, None, None, None, 500, f"its journal is damaged: {exc}")
+            return
         await self._run(inv, spec, value, journal, completions)
 
     def _recorded(self, inv: _core.Invocation) -> tuple[list[_core.Entry], dict[int, Any]]:

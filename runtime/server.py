@@ -15,11 +15,13 @@ the bound ports, and how many invocations recovery resumed). Logging (text or JS
 lines, with the invocation an attempt's records are about) is runtime/logs.py, metrics
 runtime/metrics.py, traces (only with an OTLP endpoint) runtime/tracing.py.
 
-Crash-only storage: a storage failure anywhere (a failed write or fsync, a
-panic in the writer, an error while recovering or resuming) stops the server;
-`serve` raises `StorageFailed` and the process exits non-zero with the cause.
-Clients of commits that were not durable were told the outcome is unknown
-(503); recovery at the next start decides it.
+Crash-only storage: a storage failure anywhere (a failed write or fsync, a full
+disk, a panic in the writer, an error while recovering or resuming, in a request or
+in one of the loops) stops the server; `serve` raises `StorageFailed` and the
+process exits 3 with the cause (runtime/cli.py). Every request not answered yet is
+answered at once, 503 {"code": 503, "message": "storage failed: <cause>; the server
+is stopping: the outcome is unknown ..."} (`_Requests`): whatever it had begun is
+decided by recovery at the next start.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import os
 import signal
 import socket
 import sys
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 import anyio
 import uvicorn
@@ -41,17 +43,22 @@ import uvicorn
 from pysdk._app import App
 from runtime import _core, logs
 from runtime.admin import Admin, Router
+from runtime.admin import error_body as admin_error_body
 from runtime.commits import Commits
 from runtime.config import ServerConfig
 from runtime.deployments import Catalog, Registry
 from runtime.identity import RequestSigner
 from runtime.ids import now_ms
-from runtime.ingress import Ingress
+from runtime.http import Receive, Scope, Send, respond
+from runtime.http import error_body as http_error_body
+from runtime.ingress import Ingress, storage_failed_message
 from runtime.invoker import Invoker
 from runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     from runtime.tracing import Tracing
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("stead.server")
 
@@ -85,10 +92,15 @@ async def serve(config: ServerConfig, app: App) -> None:
     server: uvicorn.Server | None = None
     failures: list[BaseException] = []
 
+    requests = _Requests()
+
     def on_storage_failure(exc: BaseException) -> None:
-        if not failures:
-            log.critical("storage failed: %s; stopping (recovery decides the outcome at the next start)", exc)
+        if failures:
+            return
         failures.append(exc)
+        log.critical("storage failed: %s; stopping (recovery decides the outcome at the next start)", exc)
+        invoker.storage_failed(exc)  # every waiter of a result fails (its callback comes back here)
+        requests.fail(exc)
         if server is not None:
             server.should_exit = True
 
@@ -108,11 +120,11 @@ async def serve(config: ServerConfig, app: App) -> None:
         ingress = Ingress(app, invoker, max_body_bytes=config.max_body_bytes)
         sockets = [_listen(config.host, config.port)]
         ingress_url = _url(config.host, sockets[0])
-        handler = ingress
+        handler = requests.guard(ingress, http_error_body)
         if config.admin_port:
             sockets.append(_listen(config.admin_host, config.admin_port))
-            handler = Router(ingress, Admin(invoker, ingress_url=ingress_url, token=config.admin_token),
-                             config.admin_port)
+            admin = Admin(invoker, ingress_url=ingress_url, token=config.admin_token)
+            handler = Router(handler, requests.guard(admin, admin_error_body), config.admin_port)
         _announce(sockets)
         admin_url = _url(config.admin_host, sockets[1]) if config.admin_port else "off"
         ready = (f"stead ready: ingress {ingress_url}, admin {admin_url}, data {config.data_dir}, "
@@ -130,9 +142,9 @@ async def serve(config: ServerConfig, app: App) -> None:
             server.should_exit = True
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(invoker.timer_loop)
-                tg.start_soon(_purge_loop, invoker, config.retention_s)
-                tg.start_soon(invoker.watchdog)
+                tg.start_soon(_crash_only, invoker.timer_loop, on_storage_failure)
+                tg.start_soon(_crash_only, lambda: _purge_loop(invoker, config.retention_s), on_storage_failure)
+                tg.start_soon(_crash_only, invoker.watchdog, on_storage_failure)
                 await server.serve(sockets=sockets)
                 tg.cancel_scope.cancel()
         except* _core.StorageError as group:
@@ -155,6 +167,75 @@ async def serve(config: ServerConfig, app: App) -> None:
                 on_storage_failure(exc)
     if failures:
         raise StorageFailed(str(failures[0])) from failures[0]
+
+
+async def _crash_only(loop: Callable[[], Awaitable[None]], on_storage_failure: Callable[[BaseException], None]) -> None:
+    """Run one of the server's loops; a storage failure in it stops the server the way a
+    failed commit does (uvicorn's orderly shutdown, every request in flight answered),
+    rather than cancelling uvicorn in the middle of serving."""
+    try:
+        await loop()
+    except _core.StorageError as exc:
+        on_storage_failure(exc)
+
+
+class _Requests:
+    """The HTTP requests in flight, so that a storage failure answers every one at once.
+
+    Crash-only: once the store failed, nothing more becomes durable and the server stops. A
+    request whose commit failed learns it from its own wait (503 from the ingress or the
+    admin API), but one waiting for something else (a handler waiting for an awakeable or a
+    call, in the request's task) would wait through uvicorn's graceful-shutdown timeout, and
+    then be cancelled into uvicorn's bare "500 Internal Server Error". So the failure cancels
+    every request whose response has not started, and each is answered 503 with the
+    failure (`storage_failed_message`); a request arriving after it is answered so at once.
+    What it had begun is decided by recovery at the next start, like any crash.
+    """
+
+    def __init__(self) -> None:
+        self.failure: Optional[BaseException] = None
+        self._unanswered: set[asyncio.Task[Any]] = set()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+        current = asyncio.current_task()  # the request that met the failure answers it itself
+        for task in list(self._unanswered):
+            if task is not current:
+                task.cancel()
+
+    def guard(self, app: ASGIApp, error_body: Callable[[int, str], bytes]) -> ASGIApp:
+        unanswered = self._unanswered
+
+        async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            if self.failure is not None:
+                await respond(send, 503, error_body(503, storage_failed_message(self.failure)))
+                return
+            task = asyncio.current_task()
+            assert task is not None
+
+            async def tracked(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    unanswered.discard(task)  # answered (or answering): not cancelled any more
+                await send(message)
+
+            unanswered.add(task)
+            try:
+                await app(scope, receive, tracked)
+            except asyncio.CancelledError:
+                if self.failure is None or task not in unanswered:
+                    raise  # not ours (or answered already): uvicorn's, or the loop's
+                task.uncancel()
+            finally:
+                waiting = task in unanswered
+                unanswered.discard(task)
+            if waiting and self.failure is not None:
+                await respond(send, 503, error_body(503, storage_failed_message(self.failure)))
+
+        return guarded
 
 
 class _Server(uvicorn.Server):

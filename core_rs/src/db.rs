@@ -8,7 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
+};
 
 use crate::error::{Error, Result};
 use crate::{keys, SCHEMA_VERSION};
@@ -69,6 +72,46 @@ fn table_options() -> BlockBasedOptions {
     t
 }
 
+/// The error of a failed open, saying what is damaged when RocksDB found damage: a
+/// checksum mismatch in the WAL comes back as a bare "Corruption: checksum mismatch",
+/// and only RocksDB's own LOG (in the directory) names the log file and the bytes.
+fn opening_error(path: &Path, e: rocksdb::Error) -> Error {
+    let msg = e.into_string();
+    if !msg.starts_with("Corruption") {
+        return Error::Storage(msg);
+    }
+    let wal = damaged_wal(path).map(|line| format!(" in the write-ahead log ({line})")).unwrap_or_default();
+    Error::Storage(format!(
+        "data directory {} is damaged: {msg}{wal}; refusing to open it: \
+         restore the directory from a backup",
+        path.display()
+    ))
+}
+
+/// The first "<file>.log: dropping N bytes; Corruption: ..." line that RocksDB wrote to its
+/// LOG while replaying the WAL (its reporter's wording, db/db_impl/db_impl_open.cc), from
+/// the file path on. RocksDB starts a new LOG at each open, so it is this open's.
+fn damaged_wal(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::fs::File::open(path.join("LOG")).ok()?.take(4 << 20).read_to_end(&mut text).ok()?;
+    let text = String::from_utf8_lossy(&text);
+    let line = text.lines().find(|l| l.contains(".log: dropping ") && l.contains("; Corruption"))?;
+    let at = line.find(".log: dropping ")?;
+    // After RocksDB's "<time> <thread> [WARN] [source:line] " prefix.
+    let start = line[..at].rfind("] ").map_or(0, |i| i + 2);
+    Some(line[start..].trim().to_string())
+}
+
+/// Every read verifies the checksum of each block it loads from a table file (RocksDB's
+/// default, pinned here): damage fails the read with RocksDB's "block checksum mismatch
+/// ... in <file>.sst" rather than returning the damaged bytes.
+fn read_options() -> ReadOptions {
+    let mut ro = ReadOptions::default();
+    ro.set_verify_checksums(true);
+    ro
+}
+
 pub struct Db {
     db: DB,
     path: PathBuf,
@@ -89,13 +132,34 @@ impl Db {
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
         opts.set_block_based_table_factory(&table_options());
+        // Damage is refused, never read around. `paranoid_checks` (RocksDB's default,
+        // stated here because it matters): an inconsistency found at open or by a flush or
+        // compaction fails the open, or stops writes, rather than being skipped; every read
+        // verifies the checksum of each block it loads (ReadOptions' default, kept in
+        // `read_options`), so a damaged table file fails the read that meets it with an
+        // error naming the file, and a wrong value is never returned.
+        opts.set_paranoid_checks(true);
+        // WAL recovery: kTolerateCorruptedTailRecords. A group commit is one WAL record and
+        // is acknowledged only once that record is written (and synced, in `sync` mode), so
+        // a crash can leave exactly one kind of damage that loses nothing acknowledged: an
+        // incomplete last record (a torn tail), which this mode drops, recovering to the last
+        // complete group. Any record that is whole but fails its checksum (a flipped byte,
+        // anywhere in the log, tail included) fails the open instead.
+        // - kPointInTimeRecovery (RocksDB's default) stops replaying at the first bad record
+        //   and opens anyway: a flipped byte in the middle of the log would silently drop
+        //   every acknowledged group after it.
+        // - kAbsoluteConsistency refuses a torn tail too, so the server could not start
+        //   again after an ordinary crash in the middle of a write.
+        // - kSkipAnyCorruptedRecords drops damaged records and replays the rest: a hole in
+        //   the history, breaking the atomicity of what came after.
+        opts.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(DBCompressionType::Lz4);
             o.set_block_based_table_factory(&table_options());
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| opening_error(path, e))?;
         let db = Db { db, path: path.to_path_buf() };
 
         match db.get(Cf::Meta, &keys::meta(SCHEMA_KEY))? {
@@ -127,7 +191,7 @@ impl Db {
     }
 
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_pinned_cf(self.cf(cf), key)?.map(|v| v.to_vec()))
+        Ok(self.db.get_pinned_cf_opt(self.cf(cf), key, &read_options())?.map(|v| v.to_vec()))
     }
 
     /// Calls `f(key, value)` for every row whose key starts with `prefix`, in key
@@ -148,7 +212,7 @@ impl Db {
         from: &[u8],
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        let mut ro = ReadOptions::default();
+        let mut ro = read_options();
         if let Some(end) = keys::prefix_end(prefix) {
             ro.set_iterate_upper_bound(end);
         }
@@ -166,7 +230,7 @@ impl Db {
 
     /// The greatest key starting with `prefix`, if any.
     pub fn last_key_with_prefix(&self, cf: Cf, prefix: &[u8]) -> Result<Option<Vec<u8>>> {
-        let mut ro = ReadOptions::default();
+        let mut ro = read_options();
         ro.set_iterate_lower_bound(prefix.to_vec());
         let end = keys::prefix_end(prefix);
         if let Some(end) = &end {
@@ -245,6 +309,66 @@ mod tests {
             db.put(b"k", b"v").unwrap();
         }
         assert!(matches!(Db::open(dir.path()), Err(Error::NotStead { .. })));
+    }
+
+    /// The WAL of a directory holding one (the only `*.log`), and its size now.
+    fn wal(dir: &Path) -> (PathBuf, u64) {
+        let mut logs: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        let path = logs.pop().unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        (path, len)
+    }
+
+    /// Opens a new directory and writes `n` groups (one synced WriteBatch each, as the
+    /// commit writer does); returns the WAL's size after each, then drops the Db without
+    /// a flush: everything stays in the WAL.
+    fn write_groups(dir: &Path, n: usize) -> Vec<u64> {
+        let db = Db::open(dir).unwrap();
+        let mut sizes = Vec::new();
+        for i in 0..n {
+            let mut b = WriteBatch::default();
+            b.put_cf(db.cf(Cf::State), format!("key{i}"), vec![i as u8; 300]);
+            db.write(b, true).unwrap();
+            sizes.push(wal(dir).1);
+        }
+        sizes
+    }
+
+    #[test]
+    fn a_torn_wal_tail_recovers_to_the_last_complete_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let sizes = write_groups(dir.path(), 3);
+        let (log, _) = wal(dir.path());
+        // A crash in the middle of the third group's write.
+        std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len((sizes[1] + sizes[2]) / 2).unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.get(Cf::State, b"key0").unwrap(), Some(vec![0; 300]));
+        assert_eq!(db.get(Cf::State, b"key1").unwrap(), Some(vec![1; 300]));
+        assert_eq!(db.get(Cf::State, b"key2").unwrap(), None);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_wal_record_refuses_to_open_naming_the_log() {
+        for damaged in [1, 2] {
+            // A byte of the second group (in the middle of the log), or of the last one.
+            let dir = tempfile::tempdir().unwrap();
+            let sizes = write_groups(dir.path(), 3);
+            let (log, _) = wal(dir.path());
+            let mut bytes = std::fs::read(&log).unwrap();
+            let at = ((sizes[damaged - 1] + sizes[damaged]) / 2) as usize;
+            bytes[at] ^= 0xff;
+            std::fs::write(&log, &bytes).unwrap();
+            let msg = Db::open(dir.path()).err().expect("a damaged WAL must not open").to_string();
+            let name = log.file_name().unwrap().to_str().unwrap();
+            assert!(msg.contains("is damaged") && msg.contains("Corruption") && msg.contains(name), "{msg}");
+            // Refused, not read around: the log is as it was.
+            assert_eq!(std::fs::read(&log).unwrap(), bytes);
+        }
     }
 
     #[test]

@@ -26,6 +26,14 @@ pyo3::create_exception!(
 
 pyo3::create_exception!(
     runtime._core,
+    CorruptError,
+    StorageError,
+    "Bytes on disk that do not decode as what their table holds (a damaged journal entry, \
+     invocation record or key): the data read is damaged, the store itself did not fail."
+);
+
+pyo3::create_exception!(
+    runtime._core,
     NotRunningError,
     PyValueError,
     "The invocation is not running (suspended, backing off, completed, inboxed or scheduled): the \
@@ -57,7 +65,8 @@ impl From<Error> for PyErr {
             Error::NotRunning { .. } => NotRunningError::new_err(msg),
             Error::KeyBusy(_) => KeyBusyError::new_err(msg),
             Error::VersionMismatch { .. } => VersionMismatchError::new_err(msg),
-            Error::Storage(_) | Error::Corrupt(_) | Error::WriterFailed(_) | Error::Closed => StorageError::new_err(msg),
+            Error::Corrupt(_) => CorruptError::new_err(msg),
+            Error::Storage(_) | Error::WriterFailed(_) | Error::Closed => StorageError::new_err(msg),
         }
     }
 }

@@ -61,6 +61,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(json::list_extends, m)?)?;
     m.add("StorageError", py.get_type::<convert::StorageError>())?;
     m.add("SchemaVersionError", py.get_type::<convert::SchemaVersionError>())?;
+    m.add("CorruptError", py.get_type::<convert::CorruptError>())?;
     m.add("NotRunningError", py.get_type::<convert::NotRunningError>())?;
     m.add("KeyBusyError", py.get_type::<convert::KeyBusyError>())?;
     m.add("VersionMismatchError", py.get_type::<convert::VersionMismatchError>())?;

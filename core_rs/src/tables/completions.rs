@@ -6,7 +6,7 @@
 use crate::commit::Commit;
 use crate::db::{Cf, Db};
 use crate::entry::{self, Entry, EntryRef};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::keys;
 
 /// The result of an awaitable entry: (value, failure code, failure message).
@@ -42,7 +42,7 @@ pub fn load(db: &Db, inv_id: &str) -> Result<Vec<(u32, Entry)>> {
     let mut out = Vec::new();
     db.scan_prefix(Cf::Journal, &keys::completion_prefix(inv_id), |k, v| {
         let (_, index) = keys::decode_completion(k)?;
-        out.push((index, entry::decode(v)?));
+        out.push((index, decode(inv_id, index, v)?));
         Ok(true)
     })?;
     Ok(out)
@@ -53,7 +53,16 @@ pub fn load(db: &Db, inv_id: &str) -> Result<Vec<(u32, Entry)>> {
 pub fn scan(db: &Db, prefix: &[u8], mut f: impl FnMut(&str, u32, Entry) -> Result<bool>) -> Result<()> {
     db.scan_prefix(Cf::Journal, prefix, |k, v| {
         let (id, index) = keys::decode_completion(k)?;
-        f(id, index, entry::decode(v)?)
+        f(id, index, decode(id, index, v)?)
+    })
+}
+
+fn decode(inv_id: &str, index: u32, v: &[u8]) -> Result<Entry> {
+    entry::decode(v).map_err(|e| {
+        Error::corrupt(format_args!(
+            "the completion of journal entry {index} of invocation {inv_id} is damaged: {}",
+            super::journal::cause(e)
+        ))
     })
 }
 
