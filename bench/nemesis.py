@@ -15,6 +15,18 @@ the run broke an invariant, 2 if the harness itself failed.
     .venv/bin/python bench/nemesis.py --seconds 120 --break no-barrier \\
         --failpoints 'commit.before_write=sleep(300)'          # a broken build, to see it caught
 
+With --rss-every S, the server's VmRSS (/proc/PID/status) is sampled every S seconds
+into rss.csv of the run directory (seconds since the start, pid, KiB; nothing while the
+server is down), and summed up at the end: first, max, last, and the least-squares
+slope over every sample (MiB/h; across restarts, where each new process starts afresh,
+it shows growth that the data directory brings, such as recovery holding more); also
+the slope over the samples of the longest-lived process. For one process's memory over
+the whole soak, leave kills out: `--nemesis pause,slow`. The last line is
+`RESULT nemesis seed=.. verdict=pass|fail ... rss_first_mib=.. rss_slope_mib_per_h=..`.
+
+    .venv/bin/python bench/nemesis.py --seconds 3600 --rss-every 10         # the soak, with memory
+    .venv/bin/python bench/nemesis.py --seconds 3600 --rss-every 10 --nemesis pause,slow
+
 The same seed replays the same schedules (each client's ops, the nemesis' actions and
 their durations); timing differs, so where a kill lands among the ops differs too. The
 run directory (server logs, nemesis.log, ops.jsonl, the data directory) goes under
@@ -29,13 +41,78 @@ import json
 import random
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.reliability.nemesis import Config, run_nemesis  # noqa: E402
+from tests.reliability.nemesis import Config, NemesisRun
+
+
+class RssSampler(threading.Thread):
+    """Every `every` s, the VmRSS of the run's server process of the moment."""
+
+    def __init__(self, run: NemesisRun, every: float, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.run_, self.every, self.path = run, every, path
+        self.samples: list[tuple[float, int, int]] = []  # (s since start, pid, KiB)
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        began = time.monotonic()
+        with open(self.path, "w") as out:
+            out.write("seconds,pid,rss_kib\n")
+            while not self._halt.wait(self.every):
+                proc = self.run_.server.proc
+                if proc is None or proc.poll() is not None:
+                    continue  # down (killed, not restarted yet)
+                try:
+                    status = Path(f"/proc/{proc.pid}/status").read_text()
+                except OSError:
+                    continue
+                rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), None)
+                if rss is None or "\nState:\tZ" in status:
+                    continue
+                sample = (round(time.monotonic() - began, 2), proc.pid, rss)
+                self.samples.append(sample)
+                out.write(f"{sample[0]},{sample[1]},{sample[2]}\n")
+                out.flush()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    def summary(self) -> dict[str, Any]:
+        s = self.samples
+        if not s:
+            return {"rss_samples": 0}
+        mib = [kib / 1024 for _, _, kib in s]
+        by_pid: dict[int, list[tuple[float, float]]] = {}
+        for t, pid, kib in s:
+            by_pid.setdefault(pid, []).append((t, kib / 1024))
+        longest = max(by_pid.values(), key=lambda xs: xs[-1][0] - xs[0][0])
+        return {"rss_samples": len(s), "rss_first_mib": round(mib[0], 1), "rss_max_mib": round(max(mib), 1),
+                "rss_last_mib": round(mib[-1], 1),
+                "rss_slope_mib_per_h": _slope([(t, m) for (t, _, _), m in zip(s, mib)]),
+                "processes": len(by_pid), "longest_process_s": round(longest[-1][0] - longest[0][0], 1),
+                "longest_process_slope_mib_per_h": _slope(longest),
+                "series": [[t, pid, kib] for t, pid, kib in s]}
+
+
+def _slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (seconds, MiB) points, in MiB per hour."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mm = sum(m for _, m in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return round(sum((t - mt) * (m - mm) for t, m in points) / var * 3600, 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", type=Path, default=None, help="the run directory (kept); default: bench/out/nemesis-*")
     p.add_argument("--keep", action="store_true", help="keep the default run directory even if the run passed")
     p.add_argument("--json", type=Path, default=None, help="also write the figures and violations here")
+    p.add_argument("--rss-every", type=float, default=None,
+                   help="sample the server's VmRSS every this many seconds (rss.csv, summary, RESULT line)")
     args = p.parse_args(argv)
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**9)
@@ -67,16 +146,36 @@ def main(argv: list[str] | None = None) -> int:
                     failpoints=args.failpoints, quiet_timeout=120.0, drain_timeout=120.0)
     work_dir = args.work_dir or REPO / "bench" / "out" / f"nemesis-{time.strftime('%Y%m%d-%H%M%S')}-{seed}"
     work_dir.mkdir(parents=True, exist_ok=True)
+    load_start = _load()
+    sampler: RssSampler | None = None
     try:
-        report = run_nemesis(config, work_dir, log=lambda line: print(line, flush=True))
+        run = NemesisRun(config, work_dir, log=lambda line: print(line, flush=True))
+        if args.rss_every:
+            sampler = RssSampler(run, args.rss_every, work_dir / "rss.csv")
+            sampler.start()
+        try:
+            report = run.execute()
+        except Exception as exc:  # as run_nemesis does: the error names the run
+            exc.add_note(f"nemesis run {config.describe()}, run directory {work_dir}")
+            raise
+        finally:
+            if sampler is not None:
+                sampler.stop()
     except Exception as exc:  # noqa: BLE001 - the harness failed: say so with the seed, keep the directory
         print(f"the harness failed (seed {seed}, kept {work_dir}): {exc!r}", file=sys.stderr)
         for note in getattr(exc, "__notes__", []):
             print(f"  {note}", file=sys.stderr)
         return 2
     print(report.summary(), flush=True)
+    rss = sampler.summary() if sampler is not None else {}
+    verdict = "fail" if report.violations else "pass"
+    figures = {"seed": seed, "verdict": verdict, "violations": len(report.violations),
+               "elapsed_s": report.figures["elapsed_s"], "restarts": report.figures["restarts"],
+               "ops": report.figures["ops"], "acknowledged": report.figures["acknowledged"],
+               **{k: v for k, v in rss.items() if k != "series"}, "load_start": load_start, "load_end": _load()}
+    print("RESULT nemesis " + " ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps({"seed": seed, "figures": report.figures,
+        args.json.write_text(json.dumps({"seed": seed, "figures": report.figures, "rss": rss,
                                          "violations": report.violations}, indent=2) + "\n")
     if report.violations:
         print(f"FAILED: seed {seed}; run directory kept: {work_dir}")
@@ -85,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work_dir, ignore_errors=True)
     print(f"passed: seed {seed}")
     return 0
+
+
+def _load() -> str:
+    return "/".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":
