@@ -1,8 +1,8 @@
 """Counterexamples that test_model.py found, kept as regular tests.
 
 Each runs a fixed program with a fixed crash plan through the same harness as the
-property tests (tests/reliability/test_model.py), against a server of its own. A bug
-found and not yet fixed is marked xfail (strict) here and listed in test_model.KNOWN_BUGS
+property tests (tests/reliability/model_harness.py), against a server of its own. A bug
+found and not yet fixed is marked xfail (strict) here and listed in model_harness.KNOWN_BUGS
 so the property tests keep looking for others; both bugs below are fixed
 (runtime/server.py: a storage failure in the task group stops the server with status 3,
 at once).
@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
+# Rewritten asserts in the harness and the checks, as in test_model.py (before their import).
+pytest.register_assert_rewrite("tests.reliability.model_checks", "tests.reliability.model_harness")
+
 from tests.conftest import FAILPOINTS_ENV, SteadServer, kill_all
-from tests.reliability.test_model import APP, KNOWN_BUGS, Harness
+from tests.reliability.model_harness import APP, KNOWN_BUGS, Harness
 
 SLEEPS = [("R0", {"ops": [{"op": "sleep", "ms": 1}] * 6})]
 
