@@ -30,14 +30,16 @@ method but GET and HEAD, except POST /query, which only reads) must carry
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import importlib
 import json
 import logging
 import os
 from typing import Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
-from runtime import _core, admin_deployments, admin_invocations, admin_query, admin_services, admin_state, admin_ui, metrics
+from runtime import _core, admin_deployments, admin_invocations, admin_services, admin_state, admin_ui, metrics
 from runtime.http import HttpError, Receive, Scope, Send, header, json_body, lifespan, read_body, respond
 from runtime.ingress import damaged_message, storage_failed_message, storage_failure
 from runtime.invoker import Invoker
@@ -130,6 +132,8 @@ class Admin:
                         "headers": [(b"content-type", content_type.encode())]})
             await send({"type": "http.response.body", "body": body})
         elif parts == ["query"]:
+            # DuckDB and pyarrow (~50 MiB) load with the first query, in a worker thread.
+            admin_query = await asyncio.to_thread(importlib.import_module, "runtime.admin_query")
             await admin_query.handle_query(self.invoker, scope, receive, send)
         elif head == "deployments":
             await admin_deployments.handle(self.invoker, parts, scope, receive, send)

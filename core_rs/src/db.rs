@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options, ReadOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options, ReadOptions,
     WriteBatch, WriteOptions, DB,
 };
 
@@ -66,9 +66,18 @@ const SCHEMA_KEY: &str = "schema_version";
 /// offline) cannot read; 6 is readable by RocksDB >= 8.6.
 const SST_FORMAT_VERSION: i32 = 6;
 
-fn table_options() -> BlockBasedOptions {
+/// Memory bounds for the whole database, not per column family: RocksDB's defaults give
+/// each of the nine column families its own 32 MiB block cache and 64 MiB memtables with
+/// no overall limit, so memory grew with the number of tables in use (bench/scale.py
+/// `keys`: 1,000,000 keys). One LRU block cache is shared by every table, and a write
+/// buffer manager flushes the largest memtable once all of them together hold this much.
+const BLOCK_CACHE_BYTES: usize = 32 << 20;
+const WRITE_BUFFERS_BYTES: usize = 64 << 20;
+
+fn table_options(cache: &Cache) -> BlockBasedOptions {
     let mut t = BlockBasedOptions::default();
     t.set_format_version(SST_FORMAT_VERSION);
+    t.set_block_cache(cache);
     t
 }
 
@@ -131,7 +140,9 @@ impl Db {
         opts.increase_parallelism(2);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
-        opts.set_block_based_table_factory(&table_options());
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        opts.set_block_based_table_factory(&table_options(&cache));
+        opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES);
         // Damage is refused, never read around. `paranoid_checks` (RocksDB's default,
         // stated here because it matters): an inconsistency found at open or by a flush or
         // compaction fails the open, or stops writes, rather than being skipped; every read
@@ -156,7 +167,7 @@ impl Db {
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             o.set_compression_type(DBCompressionType::Lz4);
-            o.set_block_based_table_factory(&table_options());
+            o.set_block_based_table_factory(&table_options(&cache));
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| opening_error(path, e))?;
