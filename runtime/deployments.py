@@ -31,6 +31,7 @@ import grpclib.exceptions
 from grpclib.client import Channel
 
 from pysdk._app import App
+from pysdk._deployment.wire import StrictCodec
 from pysdk._handler import HandlerOptions
 from pysdk._proto.stead.deployment import v1 as pb
 from pysdk._retry import InvocationRetryPolicy
@@ -262,7 +263,7 @@ class Registry:
 
     async def discover(self, uri: str) -> pb.DiscoverResponse:
         host, port = parse_uri(uri)
-        channel = Channel(host, port)
+        channel = Channel(host, port, codec=StrictCodec())  # garbage: MalformedMessage, below
         try:
             stub = pb.DeploymentStub(channel)
             return await stub.discover(

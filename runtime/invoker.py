@@ -571,7 +571,7 @@ class Invoker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-        self.remote_channels.close()
+        await self.remote_channels.aclose()
 
 
 _UNPARSED = object()

@@ -22,8 +22,9 @@ A stream that breaks, a deployment that does not answer, or a malformed message
 fails the attempt with an ordinary error: the retry policy applies and the next
 attempt resumes from the journal, which holds only what was committed.
 
-The barrier (DESIGN.md): every message to the deployment leaves through one
-sender, which first waits until everything the attempt has observed is durable
+The barrier (DESIGN.md): every message to the deployment leaves through
+`_deliver` (Start from the stream's task, the rest in order from one sender task),
+which first waits until everything the attempt has observed is durable
 (`commits.wait(attempt.observed)`): the eager state of Start, peeked promises,
 and, because they are delivered only after their commit is, completions and acks.
 So a step body that runs on the deployment never gets ahead of an fsync.
@@ -41,8 +42,7 @@ import betterproto2
 import grpclib.exceptions
 from grpclib.client import Channel, Stream
 from grpclib.const import Cardinality
-from grpclib.encoding.proto import ProtoCodec
-
+from pysdk._deployment import wire
 from pysdk._deployment.convert import (child_from_msg, completion_from_msg, completion_to_msg, entry_from_msg,
                                        entry_to_msg, headers_to_msg)
 from pysdk._commands import REFUSED, label
@@ -93,10 +93,16 @@ class MessageTooLarge(DeploymentError):
     """A deployment sent a message over the runtime's limit."""
 
 
-class LimitedCodec(ProtoCodec):
-    """grpclib's protobuf codec, refusing a message from a deployment over `limit` bytes
-    (grpclib itself takes any length): the attempt fails with a clear error instead of
-    the runtime decoding and journaling whatever a broken deployment sends."""
+class UndecodableMessage(DeploymentError):
+    """A deployment sent bytes that are not an encoding of the expected message."""
+
+
+class LimitedCodec(wire.StrictCodec):
+    """The deployment protocol's strict codec (pysdk/_deployment/wire.py), refusing a
+    message from a deployment over `limit` bytes (grpclib itself takes any length): the
+    attempt fails with a clear error instead of the runtime decoding and journaling
+    whatever a broken deployment sends. Garbage is an `UndecodableMessage`, never
+    whatever betterproto2 would have made of it."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -105,7 +111,10 @@ class LimitedCodec(ProtoCodec):
         if len(data) > self.limit:
             raise MessageTooLarge(f"a message of {len(data)} bytes, over the limit of {self.limit} "
                                   "(stead serve --max-deployment-message)")
-        return super().decode(data, message_type)
+        try:
+            return super().decode(data, message_type)
+        except wire.MalformedMessage as exc:
+            raise UndecodableMessage(f"a malformed message: {exc}") from None
 
 
 class Channels:
@@ -113,6 +122,7 @@ class Channels:
 
     def __init__(self, max_message_bytes: int = 64 * 1024 * 1024) -> None:
         self._channels: dict[str, Channel] = {}
+        self._streams: set[asyncio.Task[None]] = set()
         self.codec = LimitedCodec(max_message_bytes)
 
     def get(self, dep: Deployment) -> Channel:
@@ -122,12 +132,27 @@ class Channels:
             channel = self._channels[dep.id] = Channel(host, port, codec=self.codec)
         return channel
 
+    def spawn(self, coro: Any) -> "asyncio.Task[None]":
+        """A task that owns one Invoke stream; it may outlive its attempt (the stream's
+        teardown), so `aclose` ends those still running."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._streams.add(task)
+        task.add_done_callback(self._streams.discard)
+        return task
+
     def drop(self, deployment_id: str) -> None:
         channel = self._channels.pop(deployment_id, None)
         if channel is not None:
             channel.close()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """End the streams still open (teardowns after an outcome, or attempts the
+        invoker gave up on), then the connections."""
+        streams = list(self._streams)
+        for task in streams:
+            task.cancel()
+        if streams:
+            await asyncio.wait(streams)
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
@@ -209,7 +234,7 @@ class RemoteMachine:
         self._out.put_nowait(None)  # the sender ends the stream after the Stop
         task = self._task
         if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()  # `run` turns the cancellation into `reason`
+            task.cancel()  # `_converse` settles `run`'s outcome with `reason`
 
     def attempt_ended(self) -> None:
         pass
@@ -222,8 +247,22 @@ class RemoteMachine:
 
     async def run(self) -> bytes:
         """The attempt's output; TerminalError, or another exception to retry; the close
-        reason if the attempt was closed (suspended, killed)."""
-        self._task = asyncio.current_task()
+        reason if the attempt was closed (suspended, killed).
+
+        The stream lives in a task of its own (`_converse`), which settles `outcome` as
+        soon as End arrives and then ends the stream (our end, the deployment's trailers)
+        while the invoker already commits the outcome: the stream's teardown is not on
+        the invocation's path."""
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[bytes] = loop.create_future()
+        task = self._task = self.invoker.remote_channels.spawn(self._converse(outcome))
+        try:
+            return await outcome
+        except asyncio.CancelledError:
+            task.cancel()  # the invocation itself was cancelled (shutdown), or the stream
+            raise
+
+    async def _converse(self, outcome: "asyncio.Future[bytes]") -> None:
         channel = self.invoker.remote_channels.get(self.dep)
         sender: Optional[asyncio.Task[None]] = None
         try:
@@ -231,10 +270,14 @@ class RemoteMachine:
                                        pb.DeploymentMessage,
                                        metadata=self.invoker.registry.metadata(INVOKE_PATH)) as stream:
                 await stream.send_request()
-                self._out.put_nowait(pb.RuntimeMessage(start=self._start()))
+                # Start leaves at once (through the barrier, as every message does); what
+                # follows it goes through the sender's queue.
+                await self._deliver(stream, pb.RuntimeMessage(start=self._start()))
                 sender = asyncio.create_task(self._sender(stream))
                 try:
-                    return await self._receive(stream)
+                    self._settle(outcome, await self._receive(stream))
+                except BaseException as exc:  # noqa: BLE001 - settled here, teardown below
+                    self._settle(outcome, None, exc)
                 finally:
                     # End our side of the stream (grpclib requires it before the call ends).
                     self._out.put_nowait(None)
@@ -244,30 +287,52 @@ class RemoteMachine:
                         # The stream failed under the sender too (e.g. reset after a refusal):
                         # the receiver's error is the one that tells what happened.
                         log.debug("deployment %s: sending failed: %r", self.dep.id, sender.exception())
-        except asyncio.CancelledError:
-            if self._closed is None:
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            raise self._closed() from None
-        except grpclib.exceptions.GRPCError as exc:
-            if self._closed is not None:
-                raise self._closed() from None
-            raise DeploymentError(f"deployment {self.dep.id} ({self.dep.uri}) failed the invocation: "
-                                  f"{exc.status.name}: {exc.message}") from None
-        except MessageTooLarge as exc:
-            log.error("invocation %s: deployment %s (%s) sent %s", self.inv.id, self.dep.id, self.dep.uri, exc)
-            raise MessageTooLarge(f"deployment {self.dep.id} sent {exc}") from None
-        except (OSError, grpclib.exceptions.StreamTerminatedError, ConnectionError) as exc:
-            if self._closed is not None:
-                raise self._closed() from None
-            raise DeploymentError(f"deployment {self.dep.id} ({self.dep.uri}) is unreachable or broke the "
-                                  f"stream: {exc or type(exc).__name__}") from None
+        except BaseException as exc:  # noqa: BLE001 - the outcome, unless settled already
+            if outcome.done():
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.debug("invocation %s: ending the stream failed: %r", self.inv.id, exc)
+            else:
+                self._settle(outcome, None, exc)
         finally:
             self._stop_suspender()
             if sender is not None and not sender.done():
                 sender.cancel()
+
+    def _settle(self, outcome: "asyncio.Future[bytes]", output: Optional[bytes],
+                exc: Optional[BaseException] = None) -> None:
+        """Give `run` its result, or the exception it raises for `exc` (see `_failure`)."""
+        if outcome.done():
+            return
+        if exc is None:
+            assert output is not None
+            outcome.set_result(output)
+            return
+        failure = self._failure(exc)
+        if failure is None:
+            outcome.cancel()
+        else:
+            outcome.set_exception(failure)
+
+    def _failure(self, exc: BaseException) -> Optional[BaseException]:
+        """What `run` raises for an exception of the stream: the close reason once the
+        attempt was closed; a DeploymentError for a failed, broken or unreachable
+        stream; None for a cancellation without a close reason."""
+        if isinstance(exc, asyncio.CancelledError):
+            return None if self._closed is None else self._closed()
+        if isinstance(exc, grpclib.exceptions.GRPCError):
+            if self._closed is not None:
+                return self._closed()
+            return DeploymentError(f"deployment {self.dep.id} ({self.dep.uri}) failed the invocation: "
+                                   f"{exc.status.name}: {exc.message}")
+        if isinstance(exc, (MessageTooLarge, UndecodableMessage)):
+            log.error("invocation %s: deployment %s (%s) sent %s", self.inv.id, self.dep.id, self.dep.uri, exc)
+            return type(exc)(f"deployment {self.dep.id} sent {exc}")
+        if isinstance(exc, (OSError, grpclib.exceptions.StreamTerminatedError, ConnectionError)):
+            if self._closed is not None:
+                return self._closed()
+            return DeploymentError(f"deployment {self.dep.id} ({self.dep.uri}) is unreachable or broke the "
+                                   f"stream: {exc or type(exc).__name__}")
+        return exc
 
     def _start(self) -> pb.Start:
         inv = self.inv
@@ -282,8 +347,6 @@ class RemoteMachine:
             directory=self.invoker.directory.bytes())
 
     async def _sender(self, stream: Stream) -> None:
-        commits = self.invoker.commits
-        attempt = self.attempt
         while True:
             msg = await self._out.get()
             if msg is None:
@@ -292,9 +355,13 @@ class RemoteMachine:
                 except Exception:  # noqa: BLE001 - the deployment already closed the stream
                     pass
                 return
-            # The barrier: nothing leaves before what the attempt has seen is durable.
-            await commits.wait(attempt.observed)
-            await stream.send_message(msg)
+            await self._deliver(stream, msg)
+
+    async def _deliver(self, stream: Stream, msg: pb.RuntimeMessage) -> None:
+        """The one way a message reaches the deployment, through the barrier: nothing
+        leaves before what the attempt has seen is durable."""
+        await self.invoker.commits.wait(self.attempt.observed)
+        await stream.send_message(msg)
 
     async def _receive(self, stream: Stream) -> bytes:
         attempt = self.attempt

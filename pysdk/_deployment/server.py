@@ -45,6 +45,7 @@ from grpclib.server import Server, Stream
 from .._proto.stead.deployment import v1 as pb
 from .discovery import check_versions, discover
 from .stream import InvokeStream
+from .wire import MalformedMessage, StrictCodec
 
 if TYPE_CHECKING:
     from .._app import App
@@ -75,7 +76,10 @@ class DeploymentService(pb.DeploymentBase):
         }
 
     async def _discover(self, stream: "Stream[pb.DiscoverRequest, pb.DiscoverResponse]") -> None:
-        request = await stream.recv_message()
+        try:
+            request = await stream.recv_message()
+        except MalformedMessage as exc:
+            raise _invalid(exc) from None
         assert request is not None
         problem = check_versions(request.min_protocol_version, request.max_protocol_version)
         if problem is not None:
@@ -90,6 +94,8 @@ class DeploymentService(pb.DeploymentBase):
         self._idle.clear()
         try:
             await attempt.run()
+        except MalformedMessage as exc:  # Start, or its Directory (later ones end the attempt)
+            raise _invalid(exc) from None
         finally:
             self.active.discard(attempt)
             if not self.active:
@@ -99,6 +105,13 @@ class DeploymentService(pb.DeploymentBase):
         await self._idle.wait()
 
 
+def _invalid(exc: MalformedMessage) -> GRPCError:
+    """The runtime sent garbage (pysdk/_deployment/wire.py): the call fails with
+    INVALID_ARGUMENT naming what, not UNKNOWN after an AttributeError deep inside."""
+    log.warning("refused a malformed message: %s", exc)
+    return GRPCError(Status.INVALID_ARGUMENT, f"a malformed message: {exc}")
+
+
 class DeploymentServer:
     """A started-once server: `await start(host, port)` returns the bound port;
     `await shutdown(grace)` stops it (see the module docstring)."""
@@ -106,7 +119,7 @@ class DeploymentServer:
     def __init__(self, app: "App", identity_keys: Optional[Sequence[str]] = None) -> None:
         self.app = app
         self.service = DeploymentService(app)
-        self.server = Server([self.service])
+        self.server = Server([self.service], codec=StrictCodec())
         keys = list(identity_keys) if identity_keys else list(getattr(app, "identity_keys", ()) or ())
         self.verifier: Any = None
         if keys:

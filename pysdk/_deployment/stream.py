@@ -70,6 +70,7 @@ from .._proto.stead.deployment import v1 as pb
 from .convert import (child_to_msg, completion_from_msg, directory_of_app, entry_from_msg, entry_to_msg,
                       headers_from_msg, state_from_msg)
 from .discovery import PROTOCOL_VERSION
+from .wire import MalformedMessage, decode
 
 if TYPE_CHECKING:
     from grpclib.server import Stream
@@ -100,7 +101,7 @@ class Directory:
 
     @classmethod
     def parse(cls, data: bytes) -> "Directory":
-        msg = pb.Directory.parse(data)
+        msg = decode(data, pb.Directory)
         return cls({s.name: (s.type, dict(s.handlers)) for s in msg.services})
 
 
@@ -308,6 +309,9 @@ class InvokeStream:
 
     async def _run(self) -> None:
         stream = self.stream
+        # The response's headers go first, while the runtime still encodes Start: it reads
+        # them meanwhile instead of together with End.
+        await stream.send_initial_metadata()
         first = await stream.recv_message()
         if first is None:
             return
@@ -420,6 +424,8 @@ class InvokeStream:
             raise
         except GRPCError as exc:
             log.warning("invocation %s: %s", backend.start.invocation_id, exc.message)
+        except MalformedMessage as exc:
+            log.warning("invocation %s: the runtime sent a malformed message: %s", backend.start.invocation_id, exc)
         except Exception as exc:  # noqa: BLE001 - a broken stream
             log.info("invocation %s: the stream broke: %r", backend.start.invocation_id, exc)
         backend.close(Suspended)
