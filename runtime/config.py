@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime.retry import RetryPolicy
+
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -25,3 +27,6 @@ class ServerConfig:
     log_format: str = "text"  # "text" or "json" (one JSON object per line)
     admin_token: str = ""  # when set, mutating admin requests need "Authorization: Bearer <token>"
     otlp_endpoint: str = ""  # OTLP/HTTP endpoint for traces (e.g. http://127.0.0.1:4318); "" = off
+    # The invoker's retry policy for handlers that set none (Restate's default-retry-policy);
+    # the test harness's disable_retries makes it one attempt, then fail.
+    default_retry_policy: RetryPolicy = RetryPolicy()

@@ -85,7 +85,11 @@ class StorageFailed(RuntimeError):
     """The store failed while serving: the server stopped (crash-only)."""
 
 
-async def serve(config: ServerConfig, app: App) -> None:
+async def serve(config: ServerConfig, app: App, *, started: Optional[Callable[[str, str], None]] = None,
+                stop: Optional[asyncio.Event] = None) -> None:
+    """Serve `app` until SIGTERM/SIGINT (or `stop` is set: the same orderly shutdown);
+    `started(ingress_url, admin_url)` is called once the server listens (the test
+    harness, pysdk/harness.py, runs `serve` in a thread and needs both)."""
     loop = asyncio.get_running_loop()
     os.makedirs(config.data_dir, exist_ok=True)
     store = _core.Store(config.data_dir, config.durability)
@@ -111,7 +115,7 @@ async def serve(config: ServerConfig, app: App) -> None:
     registry = Registry(config.data_dir, Catalog(app), _signer(config))
     app = registry.catalog
     invoker = Invoker(store, app, commits, always_replay=config.always_replay,
-                      suspend_after_s=config.suspend_after_s, on_storage_failure=on_storage_failure,
+                      retry_policy=config.default_retry_policy, suspend_after_s=config.suspend_after_s, on_storage_failure=on_storage_failure,
                       registry=registry, max_deployment_message_bytes=config.max_deployment_message_bytes,
                       metrics=metrics, tracing=tracing)
     metrics.watch(invoker)
@@ -122,7 +126,11 @@ async def serve(config: ServerConfig, app: App) -> None:
         ingress_url = _url(config.host, sockets[0])
         handler = requests.guard(ingress, http_error_body)
         if config.admin_port:
-            sockets.append(_listen(config.admin_host, config.admin_port))
+            try:
+                sockets.append(_listen(config.admin_host, config.admin_port))
+            except BaseException:
+                sockets[0].close()
+                raise
             admin = Admin(invoker, ingress_url=ingress_url, token=config.admin_token)
             handler = Router(handler, requests.guard(admin, admin_error_body), config.admin_port)
         _announce(sockets)
@@ -135,9 +143,13 @@ async def serve(config: ServerConfig, app: App) -> None:
             timeout_graceful_shutdown=config.shutdown_timeout_s, server_header=False,
             date_header=False, proxy_headers=False,
         )
-        server = _Server(uv_config, lambda: logs.announce(
-            log, ready, ingress=ingress_url, admin=admin_url, data_dir=config.data_dir,
-            durability=config.durability, recovered=resumed))
+        def on_ready() -> None:
+            logs.announce(log, ready, ingress=ingress_url, admin=admin_url, data_dir=config.data_dir,
+                          durability=config.durability, recovered=resumed)
+            if started is not None:
+                started(ingress_url, admin_url)
+
+        server = _Server(uv_config, on_ready)
         if failures:  # a resumed invocation already met a failing store
             server.should_exit = True
         try:
@@ -145,6 +157,8 @@ async def serve(config: ServerConfig, app: App) -> None:
                 tg.start_soon(_crash_only, invoker.timer_loop, on_storage_failure)
                 tg.start_soon(_crash_only, lambda: _purge_loop(invoker, config.retention_s), on_storage_failure)
                 tg.start_soon(_crash_only, invoker.watchdog, on_storage_failure)
+                if stop is not None:
+                    tg.start_soon(_stop_when, stop, server)
                 await server.serve(sockets=sockets)
                 tg.cancel_scope.cancel()
         except* _core.StorageError as group:
@@ -167,6 +181,11 @@ async def serve(config: ServerConfig, app: App) -> None:
                 on_storage_failure(exc)
     if failures:
         raise StorageFailed(str(failures[0])) from failures[0]
+
+
+async def _stop_when(stop: asyncio.Event, server: uvicorn.Server) -> None:
+    await stop.wait()
+    server.should_exit = True  # uvicorn's orderly shutdown, as on SIGTERM
 
 
 async def _crash_only(loop: Callable[[], Awaitable[None]], on_storage_failure: Callable[[BaseException], None]) -> None:
@@ -274,7 +293,11 @@ def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
