@@ -19,6 +19,7 @@ from runtime.cli_deployments import deployments, keys
 from runtime.cli_inspect import inspect_command
 from runtime.cli_invocations import invocations
 from runtime.cli_query import sql
+from runtime.cli_replay import replay_command
 from runtime.cli_services import services
 from runtime.cli_state import state
 from runtime.config import ServerConfig
@@ -160,7 +161,7 @@ def deployment_serve(args: tuple[str, ...]) -> None:
     click.get_current_context().exit(deployment_main(list(args)))
 
 
-for command in (deployments, keys, services, invocations, state, sql, inspect_command):
+for command in (deployments, keys, services, invocations, state, sql, inspect_command, replay_command):
     cli.add_command(command)
 
 

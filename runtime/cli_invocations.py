@@ -12,6 +12,7 @@ import click
 
 from runtime.cli_admin import (
     admin_options, api_path, cell, client, compact, console, fields, json_option, print_json, table)
+from runtime.cli_replay import export_command
 
 STATUSES = ["pending", "scheduled", "ready", "running", "paused", "backing-off", "suspended", "completed"]
 
@@ -88,6 +89,7 @@ for _action, _help in [
                "replay a suspended one now"),
 ]:
     invocations.add_command(_signal(_action, _help))
+invocations.add_command(export_command)  # runtime/cli_replay.py
 
 
 # ---- renderers of the API's shapes

@@ -152,7 +152,8 @@ def test_the_command_tree() -> None:
         "deployments describe", "deployments remove", "keys", "keys generate", "services", "services list",
         "services describe", "invocations", "invocations list", "invocations describe", "invocations cancel",
         "invocations kill", "invocations purge", "invocations pause", "invocations resume", "state",
-        "state get", "state set", "state clear", "state edit", "sql", "inspect"])
+        "state get", "state set", "state clear", "state edit", "sql", "inspect",
+        "replay", "invocations export"])
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "stead")
