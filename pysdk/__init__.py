@@ -35,6 +35,7 @@ from ._futures import (
 )
 from ._retry import InvocationRetryPolicy, OnMaxAttempts, RunOptions
 from ._saga import Saga
+from ._schedules import CatchupPolicy, OverlapPolicy, Schedule
 from ._service import Service, VirtualObject
 from ._workflow import Workflow
 
@@ -68,6 +69,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "App",
+    "CatchupPolicy",
     "Context",
     "DurablePromise",
     "HarnessEnvironment",
@@ -76,6 +78,7 @@ __all__ = [
     "ObjectContext",
     "ObjectSharedContext",
     "OnMaxAttempts",
+    "OverlapPolicy",
     "Request",
     "RestateClient",
     "RestateClientSendHandle",
@@ -85,6 +88,7 @@ __all__ = [
     "RetryableError",
     "RunOptions",
     "Saga",
+    "Schedule",
     "SdkInternalBaseException",
     "SendHandle",
     "Service",

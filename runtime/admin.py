@@ -12,6 +12,7 @@ Restate's paths and shapes where Restate has them:
     POST   /query                                            runtime/admin_query.py (SQL)
     GET    /metrics                                          runtime/metrics.py (Prometheus)
     POST   /deployments, GET /deployments[/{id}], DELETE /deployments/{id}: admin_deployments.py
+    POST   /schedules, GET /schedules[/{id}], PATCH|DELETE /schedules/{id}: admin_schedules.py
     PUT    /debug/failpoints/{name}     body: actions in the `fail` crate's syntax (e.g. pause);
     DELETE /debug/failpoints/{name}     only with STEAD_DEBUG_FAILPOINTS=1 and an extension built
                                         with the failpoints feature (tests hold or fail the writer)
@@ -40,6 +41,7 @@ from typing import Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
 from runtime import _core, admin_deployments, admin_invocations, admin_services, admin_state, admin_ui, metrics
+from runtime import admin_schedules
 from runtime.http import HttpError, Receive, Scope, Send, header, json_body, lifespan, read_body, respond
 from runtime.ingress import damaged_message, storage_failed_message, storage_failure
 from runtime.invoker import Invoker
@@ -137,6 +139,8 @@ class Admin:
             await admin_query.handle_query(self.invoker, scope, receive, send)
         elif head == "deployments":
             await admin_deployments.handle(self.invoker, parts, scope, receive, send)
+        elif head == "schedules":
+            await admin_schedules.handle(self.invoker, parts, scope, receive, send)
         elif parts == ["version"] or (head == "services" and (len(parts) < 3 or parts[2] != "state")):
             await admin_services.handle(self.invoker, parts, method, self.ingress_url, send)
         elif head == "services" and len(parts) == 4 and method == "GET":

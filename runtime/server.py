@@ -41,7 +41,7 @@ import anyio
 import uvicorn
 
 from pysdk._app import App
-from runtime import _core, logs
+from runtime import _core, logs, schedules
 from runtime.admin import Admin, Router
 from runtime.admin import error_body as admin_error_body
 from runtime.commits import Commits
@@ -113,14 +113,17 @@ async def serve(config: ServerConfig, app: App, *, started: Optional[Callable[[s
     commits = Commits(store, loop, lambda exc: invoker.storage_failed(exc), metrics=metrics)
     # The services served: the app's and those of the deployments registered so far.
     registry = Registry(config.data_dir, Catalog(app), _signer(config))
+    declared = app.schedules  # created or updated once recovered (runtime/schedules.py)
     app = registry.catalog
     invoker = Invoker(store, app, commits, always_replay=config.always_replay,
                       retry_policy=config.default_retry_policy, suspend_after_s=config.suspend_after_s, on_storage_failure=on_storage_failure,
                       registry=registry, max_deployment_message_bytes=config.max_deployment_message_bytes,
                       metrics=metrics, tracing=tracing)
     metrics.watch(invoker)
+    schedules.install(invoker)  # before recovery, which resumes its ticks
     try:
         resumed = invoker.recover()
+        await schedules.declare(invoker, declared)
         ingress = Ingress(app, invoker, max_body_bytes=config.max_body_bytes)
         sockets = [_listen(config.host, config.port)]
         ingress_url = _url(config.host, sockets[0])

@@ -8,6 +8,7 @@ import pysdk.serde
 
 EXPECTED = [
     "App",
+    "CatchupPolicy",
     "Context",
     "DurablePromise",
     "HarnessEnvironment",
@@ -16,6 +17,7 @@ EXPECTED = [
     "ObjectContext",
     "ObjectSharedContext",
     "OnMaxAttempts",
+    "OverlapPolicy",
     "Request",
     "RestateClient",
     "RestateClientSendHandle",
@@ -25,6 +27,7 @@ EXPECTED = [
     "RetryableError",
     "RunOptions",
     "Saga",
+    "Schedule",
     "SdkInternalBaseException",
     "SendHandle",
     "Service",

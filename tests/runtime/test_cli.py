@@ -153,7 +153,9 @@ def test_the_command_tree() -> None:
         "services describe", "invocations", "invocations list", "invocations describe", "invocations cancel",
         "invocations kill", "invocations purge", "invocations pause", "invocations resume", "state",
         "state get", "state set", "state clear", "state edit", "sql", "inspect",
-        "replay", "invocations export"])
+        "replay", "invocations export",
+        "schedules", "schedules add", "schedules list", "schedules describe", "schedules update",
+        "schedules pause", "schedules resume", "schedules remove"])
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "stead")
