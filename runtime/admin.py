@@ -43,7 +43,7 @@ from urllib.parse import parse_qs, unquote
 from runtime import _core, admin_deployments, admin_invocations, admin_services, admin_state, admin_ui, metrics
 from runtime import admin_schedules
 from runtime.http import HttpError, Receive, Scope, Send, header, json_body, lifespan, read_body, respond
-from runtime.ingress import damaged_message, storage_failed_message, storage_failure
+from runtime.ingress import answer_error
 from runtime.invoker import Invoker
 
 log = logging.getLogger("stead.admin")
@@ -91,17 +91,7 @@ class Admin:
                 await respond(send, exc.status, error_body(exc.status, exc.message))
         except Exception as exc:
             # Crash-only, as in the ingress: once the store failed, 503 and the failure.
-            failure = storage_failure(invoker, exc)
-            if failure is not None:
-                await respond(send, 503, error_body(503, storage_failed_message(failure)))
-                return
-            damaged = damaged_message(exc)
-            if damaged is not None:
-                log.error("%s %s refused: %s", scope["method"], scope["path"], damaged)
-                await respond(send, 500, error_body(500, damaged))
-                return
-            log.exception("internal error serving %s %s", scope["method"], scope["path"])
-            await respond(send, 500, error_body(500, f"internal error: {exc}"))
+            await answer_error(invoker, exc, scope, send, error_body, log)
 
     def _authorize(self, scope: Scope, parts: list[str]) -> None:
         if not self._token or scope["method"] in ("GET", "HEAD") or parts == ["query"]:

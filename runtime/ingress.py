@@ -36,7 +36,7 @@ Nothing is written for a rejected request.
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Callable, Optional
 from urllib.parse import parse_qs, unquote_to_bytes
 
 import pydantic_core
@@ -101,19 +101,9 @@ class Ingress:
             else:
                 await respond(send, exc.status, error_body(exc.status, exc.message))
         except Exception as exc:
-            failure = storage_failure(self.invoker, exc)
-            if failure is not None:
-                await respond(send, 503, error_body(503, storage_failed_message(failure)))
-                return
-            damaged = damaged_message(exc)
-            if damaged is not None:
-                log.error("%s %s refused: %s", scope["method"], scope["path"], damaged)
-                await respond(send, 500, error_body(500, damaged))
-                return
-            # A bug: the client still gets a JSON error, and nothing claims success
+            # A bug too: the client still gets a JSON error, and nothing claims success
             # (responses are only sent after a durable commit).
-            log.exception("internal error serving %s %s", scope["method"], scope["path"])
-            await respond(send, 500, error_body(500, f"internal error: {exc}"))
+            await answer_error(self.invoker, exc, scope, send, error_body, log)
         finally:
             if traced is not None:
                 tracing.end_ingress(*traced)  # type: ignore[union-attr]
@@ -324,6 +314,25 @@ def storage_failure(invoker: Invoker, exc: BaseException) -> Optional[BaseExcept
         invoker.storage_failed(exc)
         return invoker.failed or exc
     return invoker.failed
+
+
+async def answer_error(invoker: Invoker, exc: BaseException, scope: Scope, send: Send,
+                       body: Callable[[int, str], bytes], logger: logging.Logger) -> None:
+    """The answer of the ingress and the admin API to a request that failed with `exc`:
+    503 and the failure once the store failed (crash-only: the server is stopping), 500
+    naming what is damaged for damaged data, else a 500 "internal error" (logged with its
+    traceback: a bug)."""
+    failure = storage_failure(invoker, exc)
+    if failure is not None:
+        await respond(send, 503, body(503, storage_failed_message(failure)))
+        return
+    damaged = damaged_message(exc)
+    if damaged is not None:
+        logger.error("%s %s refused: %s", scope["method"], scope["path"], damaged)
+        await respond(send, 500, body(500, damaged))
+        return
+    logger.exception("internal error serving %s %s", scope["method"], scope["path"])
+    await respond(send, 500, body(500, f"internal error: {exc}"))
 
 
 def damaged_message(exc: BaseException) -> Optional[str]:
