@@ -43,7 +43,7 @@ class StateCache:
     """Bounded both in keys and in bytes (the sum of the state values' sizes, plus the
     kept decoded values, counted at twice their bytes); eviction is amortized."""
 
-    def __init__(self, store: _core.Store, max_keys: int = 100_000, max_bytes: int = 256 * 1024 * 1024) -> None:
+    def __init__(self, store: _core.Store, max_keys: int = 100_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self._store = store
         self._max = max_keys
         self._max_bytes = max_bytes
@@ -162,9 +162,11 @@ class StateCache:
 
 
 def _size(state: dict[str, bytes], decoded: Optional[dict[str, Kept]]) -> int:
-    # Bytes of the values, plus a decoded list at about twice its JSON (item objects and
-    # pointers), plus a little per name (and its length, about).
-    size = 64 + 96 * len(state) + sum(map(len, state.values()))
+    # What an entry holds in Python objects (measured with tracemalloc: the key's strings
+    # and tuple, the ordered-dict node, the entry, the state dict: ~400 B; each value's
+    # name, bytes object and dict slot: ~150 B), the values' bytes, and a decoded list at
+    # about twice its JSON (item objects and pointers).
+    size = 400 + 150 * len(state) + sum(map(len, state.values()))
     if decoded:
         for kept in decoded.values():
             size += 2 * len(kept.raw)

@@ -37,3 +37,27 @@ def test_eviction_bounds_the_bytes_held(tmp_path) -> None:  # type: ignore[no-un
         assert cache._bytes == 0
     finally:
         store.close()
+
+
+def test_the_size_it_counts_is_about_the_memory_it_holds() -> None:
+    """The byte bound is a memory bound only if an entry's counted size is about what its
+    objects take (it once counted ~160 B for entries holding ~500)."""
+    import tracemalloc
+
+    class Store:  # fresh objects per key, as the real store's load_state gives
+        def load_state(self, service: str, key: str) -> tuple[list[tuple[str, bytes]], int]:
+            return [("total".join(["", ""]) + "total", b"%d" % len(key))], 0
+
+        def durable_seq(self) -> int:
+            return 1 << 60
+
+    cache = StateCache(Store())  # type: ignore[arg-type]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(5000):
+            cache.get("Counter", f"key-{i:06d}")
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.6 < cache.size_bytes / held < 1.6, (cache.size_bytes, held)
