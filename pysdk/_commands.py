@@ -8,10 +8,10 @@ entry on replay. A call or send also hands its callee to the runtime
 """
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
+from . import _clock
 from ._entries import ATTACH_INVOCATION, AWAKEABLE, CALL, COMPLETE_AWAKEABLE, RUN, SEND, SLEEP, Entry
 from ._errors import TerminalError
 from ._futures import RestateDurableCallFuture, RestateDurableFuture, RestateDurableSleepFuture, SendHandle
@@ -21,8 +21,6 @@ from ._serde import Codec
 if TYPE_CHECKING:
     from ._handler import HandlerSpec
     from ._machine import Machine
-
-_time = time.time
 
 # The attribute of a decorated handler function that points back to its spec.
 HANDLER_ATTR = "__stead_handler__"
@@ -61,7 +59,7 @@ def _millis(delta: Optional[timedelta]) -> int:
 
 
 def _now_ms() -> int:
-    return int(_time() * 1000)
+    return _clock.now_ms()
 
 
 def sleep(m: "Machine", delta: timedelta, name: Optional[str]) -> RestateDurableSleepFuture:

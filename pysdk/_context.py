@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import time as _time
 import typing
 import uuid as _uuid
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from random import Random
 from typing import Any, Awaitable, Callable, Coroutine, Mapping, Optional, ParamSpec, TypeVar, Union, overload
 
 
-from . import _commands
+from . import _clock, _commands
 from ._entries import COMPLETE_AWAKEABLE
 from ._futures import (
     DurablePromise,
@@ -179,9 +178,10 @@ class Context:
         return _uuid.UUID(int=self._m.random().getrandbits(128), version=4)
 
     def time(self) -> RestateDurableFuture[float]:
-        """`time.time()`, recorded as the step "timestamp": stable on replay."""
+        """`time.time()` (by the harness's virtual clock under time skipping: pysdk/_clock.py),
+        recorded as the step "timestamp": stable on replay."""
         m = self._m
-        return RestateDurableRunFuture(m, lambda: m.run("timestamp", _time.time, (), {}, JSON_CODEC,
+        return RestateDurableRunFuture(m, lambda: m.run("timestamp", _clock.time, (), {}, JSON_CODEC,
                                                         DEFAULT_RUN_OPTIONS))
 
     @overload

@@ -36,6 +36,22 @@ Parameters, as Restate's:
 - `follow_logs`: the runtime's log records (INFO and above, of every harness running in
   the process) are printed on stderr while the harness runs.
 - `restate_image`: accepted and ignored (there is no container).
+- `time_skipping` (Stead's, after Temporal's time-skipping test environment): the runtime
+  runs on a virtual clock that the test moves with `await env.advance(timedelta(days=30))`.
+
+Time skipping. The clock is injected, not patched: core_rs's clock (core_rs/src/clock.rs) is
+the system clock plus one process-wide offset, which the runtime (runtime/clock.py) and the
+in-process handlers (`ctx.time()`, sleeps' and delayed sends' fire times: pysdk/_clock.py)
+all read; the harness owns the offset. `advance(delta)` moves it from timer to timer up to
+`delta` later, waiting at each step until the runtime is quiescent (nothing runs, every
+invocation in memory waits), so each sleep that falls in the window wakes in turn (weekly
+reminders of a 30-day subscription fire four times), then returns once the last is done.
+Sleeps, delayed sends, retry backoff between attempts, cron schedules, retention and the
+records' times follow it; the watchdog's inactivity and abort timeouts, and the delays
+between in-step retries of `ctx.run`, are real durations and do not. The offset is
+process-wide, so only one time-skipping harness may run at a time (a second is refused)
+and other harnesses running beside it see its clock too; it is back to 0 at its exit.
+There is no automatic mode yet: time moves only when the test calls `advance`.
 
 Fixed for tests, unlike `stead serve`'s defaults: durability "wal" (no fsync: the data
 directory is thrown away), and a shutdown that gives in-flight invocations half a second.
@@ -53,7 +69,8 @@ import sys
 import tempfile
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, AsyncIterator, Optional, Union
 from urllib.parse import quote
 
@@ -86,6 +103,23 @@ class HarnessEnvironment:
     client: RestateClient
     """A client of the ingress (pysdk/client.py)."""
 
+    _time_skipping: bool = field(default=False, repr=False)
+
+    async def advance(self, delta: timedelta) -> None:
+        """Stead's addition, with `time_skipping=True`: move the virtual clock `delta` forward,
+        timer by timer, and return once what those timers woke has run (see the module's
+        docstring). ValueError for a negative `delta`."""
+        if not self._time_skipping:
+            raise RuntimeError("advance() needs a harness created with time_skipping=True")
+        if not isinstance(delta, timedelta):
+            raise TypeError(f"advance() takes a datetime.timedelta, got {type(delta).__name__}")
+        ms = int(delta.total_seconds() * 1000)
+        if ms < 0:
+            raise ValueError(f"the clock only moves forward: cannot advance it by {delta}")
+        from runtime import clock
+
+        await anyio.to_thread.run_sync(clock.skip_ms, ms)
+
     async def get_state(self, service: Union[str, Any], key: str) -> dict[str, Any]:
         """Stead's addition: the state of a virtual object's (or workflow's) `key`, by name:
         each value decoded from JSON (a value that is not JSON comes back as bytes).
@@ -113,15 +147,17 @@ async def create_test_harness(
     restate_image: Optional[str] = None,
     always_replay: bool = False,
     disable_retries: bool = False,
+    time_skipping: bool = False,
 ) -> AsyncIterator[HarnessEnvironment]:
     """Start a Stead runtime serving `app` and yield its `HarnessEnvironment`; stop it
     and delete its data at exit. See the module's docstring for the parameters."""
-    runtime = _Runtime(app, follow_logs=follow_logs, always_replay=always_replay, disable_retries=disable_retries)
+    runtime = _Runtime(app, follow_logs=follow_logs, always_replay=always_replay, disable_retries=disable_retries,
+                       time_skipping=time_skipping)
     try:
         await anyio.to_thread.run_sync(runtime.start)
         async with create_client(runtime.ingress_url) as client:
             yield HarnessEnvironment(ingress_url=runtime.ingress_url, admin_api_url=runtime.admin_api_url,
-                                     client=client)
+                                     client=client, _time_skipping=time_skipping)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(runtime.stop)
@@ -194,13 +230,16 @@ test_harness.__test__ = False  # type: ignore[attr-defined]  # imported into a t
 class _Runtime:
     """One Stead runtime serving `app` from a thread of this process, on its own event loop."""
 
-    def __init__(self, app: App, *, follow_logs: bool, always_replay: bool, disable_retries: bool) -> None:
+    def __init__(self, app: App, *, follow_logs: bool, always_replay: bool, disable_retries: bool,
+                 time_skipping: bool = False) -> None:
         if not isinstance(app, App):
             raise TypeError(f"the harness serves an app built with pysdk.app([...]), got {app!r}")
         self.app = app
         self.follow_logs = follow_logs
         self.always_replay = always_replay
         self.disable_retries = disable_retries
+        self.time_skipping = time_skipping
+        self._owns_clock = False
         self.ingress_url = ""
         self.admin_api_url = ""
         self._dir: Optional[str] = None
@@ -215,6 +254,9 @@ class _Runtime:
         from runtime.config import ServerConfig
         from runtime.retry import RetryPolicy
 
+        if self.time_skipping:
+            _take_clock()
+            self._owns_clock = True
         self._dir = tempfile.mkdtemp(prefix="stead-harness-")
         if self.follow_logs:
             _follow_logs(True)
@@ -275,6 +317,9 @@ class _Runtime:
             raise RuntimeError(f"the Stead runtime stopped with an error: {error!r}") from error
 
     def _cleanup(self) -> None:
+        if self._owns_clock:
+            _release_clock()
+            self._owns_clock = False
         if self.follow_logs:
             _follow_logs(False)
             self.follow_logs = False
@@ -315,6 +360,38 @@ class _Runtime:
             return
         self._ready.set()
         await serving
+
+
+_clock_lock = threading.Lock()
+_clock_taken = False
+
+
+def _take_clock() -> None:
+    """Make this harness the owner of the process-wide clock offset (0 on its entry)."""
+    global _clock_taken
+    from runtime import _core, clock
+
+    from . import _clock
+
+    with _clock_lock:
+        if _clock_taken:
+            raise RuntimeError("another time-skipping harness is running in this process: the virtual "
+                               "clock is process-wide, so only one at a time")
+        _clock_taken = True
+        clock.set_offset_ms(0)
+        _clock.use_offset(_core.clock_offset_ms)
+
+
+def _release_clock() -> None:
+    global _clock_taken
+    from runtime import clock
+
+    from . import _clock
+
+    with _clock_lock:
+        _clock.use_offset(None)
+        clock.set_offset_ms(0)
+        _clock_taken = False
 
 
 def _free_port() -> int:

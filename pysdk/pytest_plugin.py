@@ -37,16 +37,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def stead_harness(request: pytest.FixtureRequest) -> Callable[..., AsyncContextManager[Any]]:
     """`stead_harness(app, follow_logs=False, restate_image=None, always_replay=False,
-    disable_retries=False)`: an async context manager yielding a HarnessEnvironment
-    (`ingress_url`, `admin_api_url`, `client`, `get_state`) of a Stead runtime serving
-    `app`, stopped and deleted at its exit."""
+    disable_retries=False, time_skipping=False)`: an async context manager yielding a
+    HarnessEnvironment (`ingress_url`, `admin_api_url`, `client`, `get_state`, `advance`)
+    of a Stead runtime serving `app`, stopped and deleted at its exit."""
     from .harness import create_test_harness
 
     replay_all = bool(request.config.getoption("stead_always_replay", default=False))
 
     def make(app: Any, follow_logs: bool = False, restate_image: Optional[str] = None,
-             always_replay: bool = False, disable_retries: bool = False) -> AsyncContextManager[Any]:
+             always_replay: bool = False, disable_retries: bool = False,
+             time_skipping: bool = False) -> AsyncContextManager[Any]:
         return create_test_harness(app, follow_logs=follow_logs, restate_image=restate_image,
-                                   always_replay=always_replay or replay_all, disable_retries=disable_retries)
+                                   always_replay=always_replay or replay_all, disable_retries=disable_retries,
+                                   time_skipping=time_skipping)
 
     return make

@@ -70,6 +70,8 @@ __all__ = [
     "failpoints_enabled",
     "set_failpoint",
     "remove_failpoint",
+    "clock_offset_ms",
+    "set_clock_offset_ms",
     "Invocation",
     "Store",
     "is_plain_json",
@@ -622,6 +624,14 @@ def set_failpoint(name: str, actions: str) -> None:
 def remove_failpoint(name: str) -> None:
     """Make a failpoint do nothing again; a thread paused at it is released. ValueError as for
     `set_failpoint`."""
+
+def clock_offset_ms() -> int:
+    """The offset in milliseconds that every reader of "now" (core_rs, runtime.ids.now_ms,
+    an in-process SDK under the harness) adds to the system clock: 0 unless a time-skipping
+    test harness moved it (pysdk/harness.py)."""
+
+def set_clock_offset_ms(ms: int) -> None:
+    """Set that offset, process-wide. For the time-skipping harness; nothing else sets it."""
 
 def is_plain_json(obj: object, /) -> bool:
     """True iff `obj` survives a JSON round trip unchanged in type and value: None, an exact

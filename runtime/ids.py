@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import time
 
+from runtime.clock import now_ms  # noqa: F401 - the runtime's clock (runtime/clock.py), imported from here
+
 _RANDOM_BYTES = 10
 _BATCH = 4096  # ids per os.urandom call: one syscall per batch instead of one per id
 
@@ -43,8 +45,6 @@ def new_invocation_id() -> str:
     return f"inv_{time.time_ns() // 1_000_000:012x}{_pool.take()}"
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # Restate's resource ids ("dp_1" + a 128-bit value in base62, digits then lower then upper

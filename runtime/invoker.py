@@ -28,7 +28,7 @@ from pysdk._app import App
 from pysdk._errors import RetryableError, Suspended, TerminalError
 from pysdk._handler import HandlerSpec
 from pysdk._machine import Lent, Machine, NonDeterminismError, ReplayRequested
-from runtime import _core, logs
+from runtime import _core, clock, logs
 from runtime.backend import KINDS, WRITERS, Attempt, Killed, Paused, Refused
 from runtime.commits import Commits
 from runtime.deployments import Catalog, RemoteHandlerSpec, Registry
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("stead.invoker")
 
 KILLED: Result = (None, 409, "killed")
+
+
+_RUNNERS = ("_run", "_resume")  # the coroutines of Invoker's tasks that run an attempt
 
 
 class Invoker:
@@ -543,8 +546,40 @@ class Invoker:
         if nxt is not None and (self._timer_target is None or nxt < self._timer_target):
             self._timer_wakeup.set()
 
+    def next_timer_ms(self) -> Optional[int]:
+        return self.store.next_timer_ms()
+
+    def quiescent(self) -> bool:
+        """Nothing runs: every attempt in memory waits for a completion, no other task (a
+        wake being acted on, a result resolved) is pending, every write is durable and no
+        timer is due. A time-skipping harness moves the clock only then (runtime/clock.py
+        `skip_ms`, which asks twice in a row: a task spawned a moment ago shows then)."""
+        waiting = 0
+        for attempt in self.live.values():
+            if not attempt.waiting:
+                return False
+            waiting += 1
+        # An attempt runs in a task of its own (_run, _resume) or in its caller's request.
+        runners = 0
+        for task in self._tasks:
+            coro = task.get_coro()
+            if getattr(coro, "__name__", None) not in _RUNNERS:
+                return False
+            runners += 1
+        if runners > waiting:
+            return False
+        if self.store.durable_seq() < self.store.last_seq():
+            return False
+        nxt = self.store.next_timer_ms()
+        return nxt is None or nxt > now_ms()
+
     async def timer_loop(self) -> None:
-        """Fire due timers (sleeps, delayed sends, retries); sleep until the next one."""
+        """Fire due timers (sleeps, delayed sends, retries); sleep until the next one, or
+        until the clock is moved (a time-skipping harness: runtime/clock.py)."""
+        with clock.wake_on_advance(self._timer_wakeup, self):
+            await self._timer_loop()
+
+    async def _timer_loop(self) -> None:
         while not self._closing:
             self._timer_target = next_ms = self.store.next_timer_ms()
             timeout = None if next_ms is None else max(0.0, (next_ms - now_ms()) / 1000)

@@ -358,11 +358,9 @@ pub fn peek(mut buf: &[u8]) -> Result<Peek> {
     Ok(p)
 }
 
+/// Now, in milliseconds since the Unix epoch, by the injectable clock ([`crate::clock`]).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::now_ms()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 pub mod admission;
 pub mod awaiting;
+pub mod clock;
 #[cfg(feature = "storage")]
 pub mod commit;
 #[cfg(feature = "storage")]

@@ -9,7 +9,7 @@ mod rows;
 
 use pyo3::prelude::*;
 
-use crate::{awaiting, entry, failpoints, invocation, store};
+use crate::{awaiting, clock, entry, failpoints, invocation, store};
 
 /// Whether this build has failpoints (the cargo feature `failpoints`).
 #[pyfunction]
@@ -28,6 +28,19 @@ fn set_failpoint(py: Python<'_>, name: &str, actions: &str) -> PyResult<()> {
 #[pyfunction]
 fn remove_failpoint(py: Python<'_>, name: &str) -> PyResult<()> {
     Ok(py.detach(|| failpoints::remove(name))?)
+}
+
+/// The offset, in milliseconds, that the clock of every reader of "now" adds to the
+/// system clock (0 unless a time-skipping test harness moved it).
+#[pyfunction]
+fn clock_offset_ms() -> i64 {
+    clock::offset_ms()
+}
+
+/// Set the process-wide clock offset (see [`crate::clock`]).
+#[pyfunction]
+fn set_clock_offset_ms(ms: i64) {
+    clock::set_offset_ms(ms)
 }
 
 /// Hot keys commit large values (a state value of several hundred KiB) many times a
@@ -68,6 +81,8 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(failpoints_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(set_failpoint, m)?)?;
     m.add_function(wrap_pyfunction!(remove_failpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(clock_offset_ms, m)?)?;
+    m.add_function(wrap_pyfunction!(set_clock_offset_ms, m)?)?;
     m.add("SIGNAL_APPLIED", store::SIGNAL_APPLIED)?;
     m.add("SIGNAL_ALREADY_COMPLETED", store::SIGNAL_ALREADY_COMPLETED)?;
     m.add("SIGNAL_UNKNOWN", store::SIGNAL_UNKNOWN)?;
