@@ -272,7 +272,15 @@ class RemoteMachine:
                 await stream.send_request()
                 # Start leaves at once (through the barrier, as every message does); what
                 # follows it goes through the sender's queue.
-                await self._deliver(stream, pb.RuntimeMessage(start=self._start()))
+                try:
+                    await self._deliver(stream, pb.RuntimeMessage(start=self._start()))
+                except _core.StorageError:
+                    raise  # the barrier's wait failed: nothing was sent
+                except Exception as exc:  # noqa: BLE001 - told by the receiver, below
+                    # The deployment may have refused the call already (a trailers-only
+                    # UNAUTHENTICATED, say) and reset the stream: its status, which the
+                    # receiver reads next, is what tells the attempt's failure, not this.
+                    log.debug("deployment %s: sending Start failed: %r", self.dep.id, exc)
                 sender = asyncio.create_task(self._sender(stream))
                 try:
                     self._settle(outcome, await self._receive(stream))
