@@ -7,16 +7,7 @@ service, awakeables resolved or rejected from outside, retryable handler failure
 terminal errors), up to three root programs at once (two may share a key, so one
 queues behind the other), and the state of the root keys before (written through the
 admin API). They run on one real `stead serve` of tests/reliability/model_app.py, while
-crashes are injected:
-
-- a failpoint of the commit writer armed through the admin API with `N*off->panic`
-  (`return` for commit.write_error) fires at the N-th commit group from then on:
-  before the write, instead of it, between write and WAL sync, or after the sync but
-  before the waiters learn it; the server stops (crash-only) and the test starts it
-  again;
-- SIGKILL after a random delay;
-- after a first crash, a failpoint set from the next start ($STEAD_FAILPOINTS), which
-  fires while the server recovers or resumes the invocations it recovered.
+crashes are injected (the kinds: tests/reliability/model_harness.py).
 
 Once every invocation of the example has completed, it checks:
 
