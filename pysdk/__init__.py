@@ -33,6 +33,7 @@ from ._futures import (
     RestateDurableSleepFuture,
     SendHandle,
 )
+from ._limits import RateLimit
 from ._retry import InvocationRetryPolicy, OnMaxAttempts, RunOptions
 from ._saga import Saga
 from ._schedules import CatchupPolicy, OverlapPolicy, Schedule
@@ -79,6 +80,7 @@ __all__ = [
     "ObjectSharedContext",
     "OnMaxAttempts",
     "OverlapPolicy",
+    "RateLimit",
     "Request",
     "RestateClient",
     "RestateClientSendHandle",

@@ -41,6 +41,7 @@ from ._futures import (
     SendHandle,
     cancel_invocation,
 )
+from ._limits import LIMIT_KEY_HEADER, with_limit_key
 from ._machine import Machine
 from ._retry import DEFAULT_RUN_OPTIONS, RunOptions
 from ._serde import DEFAULT_SERDE, JSON_CODEC, Codec, Serde, codec, codec_for_hint
@@ -109,7 +110,8 @@ class Request:
     `headers` are those the invocation was sent with; `attempt_headers` those
     of the transport that carries this attempt to the handler (Restate's
     server-to-SDK request), which Stead's in-process runtime does not have: empty.
-    `scope` and `limit_key` are Restate features Stead does not have yet: None.
+    `limit_key` is the key it was sent with for its handler's concurrency limits
+    (pysdk/_limits.py); `scope` is a Restate feature Stead does not have: None.
     """
 
     id: str
@@ -166,7 +168,8 @@ class Context:
         m = self._m
         return Request(id=m.invocation_id, headers=dict(m.headers), attempt_headers={}, body=m.body,
                        attempt_finished_event=_attempt_finished(m),
-                       idempotency_key=m.idempotency_key or None)
+                       idempotency_key=m.idempotency_key or None,
+                       limit_key=dict(m.headers).get(LIMIT_KEY_HEADER))
 
     def random(self) -> Random:
         """A `random.Random` seeded from the invocation id: the same sequence on
@@ -277,48 +280,57 @@ class Context:
         return _commands.sleep(self._m, delta, name)
 
     def service_call(self, tpe: HandlerType[I, O], arg: I, idempotency_key: Optional[str] = None,
-                     headers: Headers = None) -> RestateDurableCallFuture[O]:
+                     headers: Headers = None, limit_key: Optional[str] = None) -> RestateDurableCallFuture[O]:
         """Call a service handler (a function decorated with `@service.handler()`)."""
         spec = _commands.handler_spec(tpe, "service", "service_call")
-        return _commands.call(self._m, spec, None, arg, idempotency_key, headers)
+        return _commands.call(self._m, spec, None, arg, idempotency_key, with_limit_key(headers, limit_key))
 
     def service_send(self, tpe: HandlerType[I, O], arg: I, send_delay: Optional[timedelta] = None,
-                     idempotency_key: Optional[str] = None, headers: Headers = None) -> SendHandle:
+                     idempotency_key: Optional[str] = None, headers: Headers = None,
+                     limit_key: Optional[str] = None) -> SendHandle:
         """Start a service handler without waiting for it, after `send_delay` if given."""
         spec = _commands.handler_spec(tpe, "service", "service_send")
-        return _commands.send(self._m, spec, None, arg, send_delay, idempotency_key, headers)
+        return _commands.send(self._m, spec, None, arg, send_delay, idempotency_key,
+                              with_limit_key(headers, limit_key))
 
     def object_call(self, tpe: HandlerType[I, O], key: str, arg: I, idempotency_key: Optional[str] = None,
-                    headers: Headers = None) -> RestateDurableCallFuture[O]:
+                    headers: Headers = None, limit_key: Optional[str] = None) -> RestateDurableCallFuture[O]:
         """Call a virtual object's handler on `key`."""
         spec = _commands.handler_spec(tpe, "object", "object_call")
-        return _commands.call(self._m, spec, _key(key), arg, idempotency_key, headers)
+        return _commands.call(self._m, spec, _key(key), arg, idempotency_key, with_limit_key(headers, limit_key))
 
     def object_send(self, tpe: HandlerType[I, O], key: str, arg: I, send_delay: Optional[timedelta] = None,
-                    idempotency_key: Optional[str] = None, headers: Headers = None) -> SendHandle:
+                    idempotency_key: Optional[str] = None, headers: Headers = None,
+                     limit_key: Optional[str] = None) -> SendHandle:
         spec = _commands.handler_spec(tpe, "object", "object_send")
-        return _commands.send(self._m, spec, _key(key), arg, send_delay, idempotency_key, headers)
+        return _commands.send(self._m, spec, _key(key), arg, send_delay, idempotency_key,
+                              with_limit_key(headers, limit_key))
 
     def workflow_call(self, tpe: HandlerType[I, O], key: str, arg: I, idempotency_key: Optional[str] = None,
-                      headers: Headers = None) -> RestateDurableCallFuture[O]:
+                      headers: Headers = None, limit_key: Optional[str] = None) -> RestateDurableCallFuture[O]:
         """Call a workflow's handler on `key` (its main handler runs once per key)."""
         spec = _commands.handler_spec(tpe, "workflow", "workflow_call")
-        return _commands.call(self._m, spec, _key(key), arg, idempotency_key, headers)
+        return _commands.call(self._m, spec, _key(key), arg, idempotency_key, with_limit_key(headers, limit_key))
 
     def workflow_send(self, tpe: HandlerType[I, O], key: str, arg: I, send_delay: Optional[timedelta] = None,
-                      idempotency_key: Optional[str] = None, headers: Headers = None) -> SendHandle:
+                      idempotency_key: Optional[str] = None, headers: Headers = None,
+                     limit_key: Optional[str] = None) -> SendHandle:
         spec = _commands.handler_spec(tpe, "workflow", "workflow_send")
-        return _commands.send(self._m, spec, _key(key), arg, send_delay, idempotency_key, headers)
+        return _commands.send(self._m, spec, _key(key), arg, send_delay, idempotency_key,
+                              with_limit_key(headers, limit_key))
 
     def generic_call(self, service: str, handler: str, arg: bytes, key: Optional[str] = None,
-                     idempotency_key: Optional[str] = None, headers: Headers = None) -> RestateDurableCallFuture[bytes]:
+                     idempotency_key: Optional[str] = None, headers: Headers = None,
+                     limit_key: Optional[str] = None) -> RestateDurableCallFuture[bytes]:
         """Call `service/handler` by name with raw input bytes; the result is raw bytes."""
-        return _commands.generic_call(self._m, service, handler, arg, key, idempotency_key, headers)
+        return _commands.generic_call(self._m, service, handler, arg, key, idempotency_key,
+                                      with_limit_key(headers, limit_key))
 
     def generic_send(self, service: str, handler: str, arg: bytes, key: Optional[str] = None,
                      send_delay: Optional[timedelta] = None, idempotency_key: Optional[str] = None,
-                     headers: Headers = None) -> SendHandle:
-        return _commands.generic_send(self._m, service, handler, arg, key, send_delay, idempotency_key, headers)
+                     headers: Headers = None, limit_key: Optional[str] = None) -> SendHandle:
+        return _commands.generic_send(self._m, service, handler, arg, key, send_delay, idempotency_key,
+                                      with_limit_key(headers, limit_key))
 
     @overload
     def awakeable(self) -> tuple[str, RestateDurableFuture[Any]]: ...

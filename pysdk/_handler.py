@@ -20,6 +20,7 @@ import pydantic
 from ._context import Context, ObjectContext, ObjectSharedContext, WorkflowContext, WorkflowSharedContext
 from ._errors import InputError
 from ._machine import Machine
+from ._limits import RateLimit
 from ._retry import InvocationRetryPolicy
 from ._serde import DEFAULT_SERDE, DefaultSerde, Serde, codec_for_hint, input_codec, is_pydantic_model, json_dumps
 
@@ -54,6 +55,10 @@ class HandlerOptions:
     ingress_private: Optional[bool] = None
     invocation_retry_policy: Optional[InvocationRetryPolicy] = None
     workflow_retention: Optional[timedelta] = None
+    # Enforced by the runtime (runtime/queues.py); see pysdk/_limits.py.
+    concurrency: Optional[int] = None
+    concurrency_per_limit_key: Optional[int] = None
+    rate_limit: Optional[RateLimit] = None
 
 
 def validate_name(what: str, name: Any) -> str:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 
 from ._commands import HANDLER_ATTR
 from ._handler import HandlerOptions, HandlerSpec, validate_name
+from ._limits import RateLimit, limit_options
 from ._retry import InvocationRetryPolicy
 from ._serde import DEFAULT_SERDE, Serde
 
@@ -35,8 +36,16 @@ class _Base:
         ingress_private: Optional[bool] = None,
         invocation_retry_policy: RetryPolicyArg = None,
         enable_lazy_state: Optional[bool] = None,
+        concurrency: Optional[int] = None,
+        concurrency_per_limit_key: Optional[int] = None,
+        rate_limit: Optional[RateLimit] = None,
     ) -> None:
         self.name = validate_name(type(self).__name__, name)
+        # Limits across all the service's handlers (runtime/queues.py).
+        limits = limit_options(f"{type(self).__name__} {name!r}", concurrency, concurrency_per_limit_key, rate_limit)
+        self.concurrency = limits.concurrency
+        self.concurrency_per_limit_key = limits.concurrency_per_limit_key
+        self.rate_limit = limits.rate_limit
         self.description = description
         self.metadata = metadata
         self.inactivity_timeout = inactivity_timeout
@@ -87,13 +96,18 @@ def _options(
     inactivity_timeout: Optional[timedelta], abort_timeout: Optional[timedelta],
     journal_retention: Optional[timedelta], idempotency_retention: Optional[timedelta],
     enable_lazy_state: Optional[bool], ingress_private: Optional[bool], invocation_retry_policy: RetryPolicyArg,
+    concurrency: Optional[int] = None, concurrency_per_limit_key: Optional[int] = None,
+    rate_limit: Optional[RateLimit] = None,
 ) -> HandlerOptions:
+    limits = limit_options("handler", concurrency, concurrency_per_limit_key, rate_limit)
     return HandlerOptions(
         accept=accept, content_type=content_type, description=description, metadata=metadata,
         inactivity_timeout=inactivity_timeout, abort_timeout=abort_timeout,
         journal_retention=journal_retention, idempotency_retention=idempotency_retention,
         enable_lazy_state=enable_lazy_state, ingress_private=ingress_private,
         invocation_retry_policy=InvocationRetryPolicy.from_value(invocation_retry_policy),
+        concurrency=limits.concurrency, concurrency_per_limit_key=limits.concurrency_per_limit_key,
+        rate_limit=limits.rate_limit,
     )
 
 
@@ -117,12 +131,16 @@ class Service(_Base):
         ingress_private: Optional[bool] = None,
         invocation_retry_policy: RetryPolicyArg = None,
         description: Optional[str] = None,
+        concurrency: Optional[int] = None,
+        concurrency_per_limit_key: Optional[int] = None,
+        rate_limit: Optional[RateLimit] = None,
     ) -> Callable[[F], F]:
         """Register an `async def handler(ctx: Context[, input])`."""
         return self._register(
             "service", name, input_serde, output_serde,
             _options(accept, content_type, description, metadata, inactivity_timeout, abort_timeout,
-                     journal_retention, idempotency_retention, None, ingress_private, invocation_retry_policy),
+                     journal_retention, idempotency_retention, None, ingress_private, invocation_retry_policy,
+                     concurrency, concurrency_per_limit_key, rate_limit),
         )
 
 
@@ -148,6 +166,9 @@ class VirtualObject(_Base):
         ingress_private: Optional[bool] = None,
         invocation_retry_policy: RetryPolicyArg = None,
         description: Optional[str] = None,
+        concurrency: Optional[int] = None,
+        concurrency_per_limit_key: Optional[int] = None,
+        rate_limit: Optional[RateLimit] = None,
     ) -> Callable[[F], F]:
         """Register an `async def handler(ctx: ObjectContext[, input])` (kind
         "exclusive", the default) or `(ctx: ObjectSharedContext[, input])` (kind "shared")."""
@@ -161,5 +182,5 @@ class VirtualObject(_Base):
             kind, name, input_serde, output_serde,
             _options(accept, content_type, description, metadata, inactivity_timeout, abort_timeout,
                      journal_retention, idempotency_retention, enable_lazy_state, ingress_private,
-                     invocation_retry_policy),
+                     invocation_retry_policy, concurrency, concurrency_per_limit_key, rate_limit),
         )

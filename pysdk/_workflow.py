@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Callable, Optional
 
+from ._limits import RateLimit
 from ._serde import DEFAULT_SERDE, Serde
 from ._service import F, RetryPolicyArg, _Base, _options
 
@@ -40,13 +41,17 @@ class Workflow(_Base):
         ingress_private: Optional[bool] = None,
         invocation_retry_policy: RetryPolicyArg = None,
         description: Optional[str] = None,
+        concurrency: Optional[int] = None,
+        concurrency_per_limit_key: Optional[int] = None,
+        rate_limit: Optional[RateLimit] = None,
     ) -> Callable[[F], F]:
         """Register the main handler, `async def run(ctx: WorkflowContext[, input])`."""
         existing = self.main_handler
         if existing is not None:
             raise ValueError(f"Workflow {self.name!r} already has a main handler ({existing!r}); it can have one")
         options = _options(accept, content_type, description, metadata, inactivity_timeout, abort_timeout,
-                           journal_retention, None, enable_lazy_state, ingress_private, invocation_retry_policy)
+                           journal_retention, None, enable_lazy_state, ingress_private, invocation_retry_policy,
+                           concurrency, concurrency_per_limit_key, rate_limit)
         if workflow_retention is not None:
             options = replace(options, workflow_retention=workflow_retention)
         return self._register("workflow", name, input_serde, output_serde, options)
@@ -67,13 +72,16 @@ class Workflow(_Base):
         ingress_private: Optional[bool] = None,
         invocation_retry_policy: RetryPolicyArg = None,
         description: Optional[str] = None,
+        concurrency: Optional[int] = None,
+        concurrency_per_limit_key: Optional[int] = None,
+        rate_limit: Optional[RateLimit] = None,
     ) -> Callable[[F], F]:
         """Register a shared handler, `async def h(ctx: WorkflowSharedContext[, input])`."""
         return self._register(
             "shared", name, input_serde, output_serde,
             _options(accept, content_type, description, metadata, inactivity_timeout, abort_timeout,
                      journal_retention, idempotency_retention, enable_lazy_state, ingress_private,
-                     invocation_retry_policy),
+                     invocation_retry_policy, concurrency, concurrency_per_limit_key, rate_limit),
         )
 
     @property

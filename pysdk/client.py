@@ -10,10 +10,11 @@ not a success raises `HttpError` (a handler's TerminalError comes back with its 
 
 As Restate's client, with these differences:
 
-- Scopes and limit keys (Restate 1.7's flow control): Stead has none yet. `scope()`
-  raises NotImplementedError, and `generic_call`/`generic_send` raise ValueError when
-  given a `scope` or a `limit_key`, rather than sending something the ingress would
-  route without them.
+- Scopes (Restate 1.7's flow control): Stead has none yet. `scope()` raises
+  NotImplementedError, and `generic_call`/`generic_send` raise ValueError when given
+  a `scope`, rather than sending something the ingress would route without it. A
+  `limit_key` (every call and send takes one) is sent as Restate's
+  `x-restate-limit-key` header, for the target's concurrency limits.
 - The request's content-type is application/json whenever there is a body (Stead's
   ingress accepts JSON only), unless `headers` sets one; keys are percent-encoded.
 - A response is awaited for up to `timeout` (60 s; httpx's default, which Restate's
@@ -36,6 +37,7 @@ import httpx
 from ._commands import HANDLER_ATTR
 from ._context import HandlerType
 from ._handler import HandlerSpec
+from ._limits import with_limit_key
 from ._serde import DEFAULT_SERDE, Serde, codec, json_loads
 from .client_types import HttpError, RestateClient, RestateClientSendHandle, RestateScopedClient
 
@@ -45,8 +47,8 @@ I = TypeVar("I")  # noqa: E741 (Restate's name)
 O = TypeVar("O")  # noqa: E741 (Restate's name)
 
 DEFAULT_TIMEOUT_S = 60.0
-NO_SCOPES = ("Stead has no scopes or limit keys yet (Restate 1.7's flow control): "
-             "call without scope= and limit_key=")
+NO_SCOPES = ("Stead has no scopes yet (Restate 1.7's flow control): call without scope=; "
+             "limit_key= works without one (pysdk/_limits.py)")
 
 Invocation = Union[str, RestateClientSendHandle]
 
@@ -103,9 +105,10 @@ class Client(RestateClient):
 
     async def _post(self, service: str, handler: str, send: bool, content: bytes,
                     headers: Optional[Dict[str, str]] = None, key: Optional[str] = None,
-                    delay: Optional[timedelta] = None, idempotency_key: Optional[str] = None) -> bytes:
+                    delay: Optional[timedelta] = None, idempotency_key: Optional[str] = None,
+                    limit_key: Optional[str] = None) -> bytes:
         """POST to a handler (`/send` for a send); the response body."""
-        merged = dict(headers or {})
+        merged = dict(with_limit_key(headers, limit_key) or {})
         if content and not any(name.lower() == "content-type" for name in merged):
             merged["Content-Type"] = "application/json"
         if idempotency_key is not None:
@@ -114,58 +117,73 @@ class Client(RestateClient):
         return res.content
 
     async def _call(self, spec: HandlerSpec, arg: Any, key: Optional[str], idempotency_key: Optional[str],
-                    headers: Optional[Dict[str, str]]) -> Any:
+                    headers: Optional[Dict[str, str]], limit_key: Optional[str] = None) -> Any:
         body = await self._post(spec.service_name, spec.name, False, spec.dump_input(arg), headers, key,
-                                idempotency_key=idempotency_key)
+                                idempotency_key=idempotency_key, limit_key=limit_key)
         return spec.load_output(body)
 
     async def _send(self, spec: HandlerSpec, arg: Any, key: Optional[str], send_delay: Optional[timedelta],
-                    idempotency_key: Optional[str], headers: Optional[Dict[str, str]]) -> RestateClientSendHandle:
+                    idempotency_key: Optional[str], headers: Optional[Dict[str, str]],
+                    limit_key: Optional[str] = None) -> RestateClientSendHandle:
         body = await self._post(spec.service_name, spec.name, True, spec.dump_input(arg), headers, key,
-                                send_delay, idempotency_key)
+                                send_delay, idempotency_key, limit_key)
         return _send_handle(body)
 
     # ---- Restate's client ------------------------------------------------------------------
 
     async def service_call(self, tpe: HandlerType[I, O], arg: I, idempotency_key: Optional[str] = None,
-                           headers: Optional[Dict[str, str]] = None) -> O:
-        return await self._call(_spec(tpe, "service_call", False), arg, None, idempotency_key, headers)
+                           headers: Optional[Dict[str, str]] = None,
+                           limit_key: Optional[str] = None) -> O:
+        return await self._call(_spec(tpe, "service_call", False), arg, None, idempotency_key, headers,
+                                limit_key)
 
     async def service_send(self, tpe: HandlerType[I, O], arg: I, send_delay: Optional[timedelta] = None,
                            idempotency_key: Optional[str] = None,
-                           headers: Optional[Dict[str, str]] = None) -> RestateClientSendHandle:
-        return await self._send(_spec(tpe, "service_send", False), arg, None, send_delay, idempotency_key, headers)
+                           headers: Optional[Dict[str, str]] = None,
+                           limit_key: Optional[str] = None) -> RestateClientSendHandle:
+        return await self._send(_spec(tpe, "service_send", False), arg, None, send_delay, idempotency_key, headers,
+                                limit_key)
 
     async def object_call(self, tpe: HandlerType[I, O], key: str, arg: I, idempotency_key: Optional[str] = None,
-                          headers: Optional[Dict[str, str]] = None) -> O:
-        return await self._call(_spec(tpe, "object_call", True), arg, key, idempotency_key, headers)
+                          headers: Optional[Dict[str, str]] = None,
+                           limit_key: Optional[str] = None) -> O:
+        return await self._call(_spec(tpe, "object_call", True), arg, key, idempotency_key, headers,
+                                limit_key)
 
     async def object_send(self, tpe: HandlerType[I, O], key: str, arg: I, send_delay: Optional[timedelta] = None,
                           idempotency_key: Optional[str] = None,
-                          headers: Optional[Dict[str, str]] = None) -> RestateClientSendHandle:
-        return await self._send(_spec(tpe, "object_send", True), arg, key, send_delay, idempotency_key, headers)
+                          headers: Optional[Dict[str, str]] = None,
+                           limit_key: Optional[str] = None) -> RestateClientSendHandle:
+        return await self._send(_spec(tpe, "object_send", True), arg, key, send_delay, idempotency_key, headers,
+                                limit_key)
 
     async def workflow_call(self, tpe: HandlerType[I, O], key: str, arg: I, idempotency_key: Optional[str] = None,
-                            headers: Optional[Dict[str, str]] = None) -> O:
-        return await self._call(_spec(tpe, "workflow_call", True), arg, key, idempotency_key, headers)
+                            headers: Optional[Dict[str, str]] = None,
+                           limit_key: Optional[str] = None) -> O:
+        return await self._call(_spec(tpe, "workflow_call", True), arg, key, idempotency_key, headers,
+                                limit_key)
 
     async def workflow_send(self, tpe: HandlerType[I, O], key: str, arg: I, send_delay: Optional[timedelta] = None,
                             idempotency_key: Optional[str] = None,
-                            headers: Optional[Dict[str, str]] = None) -> RestateClientSendHandle:
-        return await self._send(_spec(tpe, "workflow_send", True), arg, key, send_delay, idempotency_key, headers)
+                            headers: Optional[Dict[str, str]] = None,
+                           limit_key: Optional[str] = None) -> RestateClientSendHandle:
+        return await self._send(_spec(tpe, "workflow_send", True), arg, key, send_delay, idempotency_key, headers,
+                                limit_key)
 
     async def generic_call(self, service: str, handler: str, arg: bytes, key: Optional[str] = None,
                            idempotency_key: Optional[str] = None, headers: Optional[Dict[str, str]] = None,
                            scope: Optional[str] = None, limit_key: Optional[str] = None) -> bytes:
-        _no_scope(scope, limit_key)
-        return await self._post(service, handler, False, bytes(arg), headers, key, idempotency_key=idempotency_key)
+        _no_scope(scope)
+        return await self._post(service, handler, False, bytes(arg), headers, key, idempotency_key=idempotency_key,
+                                limit_key=limit_key)
 
     async def generic_send(self, service: str, handler: str, arg: bytes, key: Optional[str] = None,
                            send_delay: Optional[timedelta] = None, idempotency_key: Optional[str] = None,
                            headers: Optional[Dict[str, str]] = None, scope: Optional[str] = None,
                            limit_key: Optional[str] = None) -> RestateClientSendHandle:
-        _no_scope(scope, limit_key)
-        body = await self._post(service, handler, True, bytes(arg), headers, key, send_delay, idempotency_key)
+        _no_scope(scope)
+        body = await self._post(service, handler, True, bytes(arg), headers, key, send_delay, idempotency_key,
+                                limit_key)
         return _send_handle(body)
 
     # ---- Stead's additions -----------------------------------------------------------------
@@ -220,16 +238,19 @@ def _send_handle(body: bytes) -> RestateClientSendHandle:
     return RestateClientSendHandle(accepted.get("invocationId", ""), 200, accepted.get("status"))
 
 
-def _no_scope(scope: Optional[str], limit_key: Optional[str]) -> None:
-    if scope is not None or limit_key is not None:
+def _no_scope(scope: Optional[str]) -> None:
+    if scope is not None:
         raise ValueError(NO_SCOPES)
 
 
 @asynccontextmanager
 async def create_client(ingress: str, headers: Optional[Dict[str, str]] = None, *,
-                        timeout: Optional[float] = DEFAULT_TIMEOUT_S) -> AsyncIterator[RestateClient]:
+                        timeout: Optional[float] = DEFAULT_TIMEOUT_S,
+                        transport: Optional[httpx.AsyncBaseTransport] = None) -> AsyncIterator[RestateClient]:
     """A client of the ingress at `ingress` (like "http://127.0.0.1:8080"); `headers` go
-    with every request. `timeout` (Stead's addition): seconds to wait for a response, None
-    for no limit."""
-    async with httpx.AsyncClient(base_url=ingress, headers=headers, timeout=timeout) as http_client:
+    with every request. Stead's additions: `timeout`, seconds to wait for a response (None
+    for no limit), and `transport`, httpx's (the harness's automatic time skipping counts
+    the requests in flight with one)."""
+    async with httpx.AsyncClient(base_url=ingress, headers=headers, timeout=timeout,
+                                 transport=transport) as http_client:
         yield Client(http_client, headers)

@@ -33,6 +33,7 @@ from grpclib.client import Channel
 from pysdk._app import App
 from pysdk._deployment.wire import StrictCodec
 from pysdk._handler import HandlerOptions
+from pysdk._limits import RateLimit
 from pysdk._proto.stead.deployment import v1 as pb
 from pysdk._retry import InvocationRetryPolicy
 from runtime.ids import new_deployment_id, resource_id
@@ -68,6 +69,13 @@ def _td(ms: Optional[int]) -> Optional[timedelta]:
     return None if ms is None else timedelta(milliseconds=ms)
 
 
+def _rate(rate: Optional[pb.RateLimit]) -> Optional[RateLimit]:
+    """A deployment's rate limit; one that is not valid (starts 0) is no limit."""
+    if rate is None or rate.starts < 1 or rate.period_ms < 1:
+        return None
+    return RateLimit(rate.starts, timedelta(milliseconds=rate.period_ms))
+
+
 def _retry(policy: Optional[pb.RetryPolicy]) -> Optional[InvocationRetryPolicy]:
     if policy is None:
         return None
@@ -100,7 +108,9 @@ class RemoteHandlerSpec:
             inactivity_timeout=_td(o.inactivity_timeout_ms), abort_timeout=_td(o.abort_timeout_ms),
             journal_retention=_td(o.journal_retention_ms), idempotency_retention=_td(o.idempotency_retention_ms),
             enable_lazy_state=o.enable_lazy_state, ingress_private=o.ingress_private,
-            invocation_retry_policy=_retry(o.retry_policy), workflow_retention=_td(o.workflow_retention_ms))
+            invocation_retry_policy=_retry(o.retry_policy), workflow_retention=_td(o.workflow_retention_ms),
+            concurrency=o.concurrency or None, concurrency_per_limit_key=o.concurrency_per_limit_key or None,
+            rate_limit=_rate(o.rate_limit))
         self.input_schema = info.input_schema
         self.output_schema = info.output_schema
 
@@ -130,6 +140,9 @@ class RemoteService:
         self.ingress_private = o.ingress_private
         self.enable_lazy_state = o.enable_lazy_state
         self.invocation_retry_policy = _retry(o.retry_policy)
+        self.concurrency = o.concurrency or None  # 0 from a deployment: no limit (not "never")
+        self.concurrency_per_limit_key = o.concurrency_per_limit_key or None
+        self.rate_limit = _rate(o.rate_limit)
         self.handlers: dict[str, RemoteHandlerSpec] = {h.name: RemoteHandlerSpec(self, h) for h in info.handlers}
 
 

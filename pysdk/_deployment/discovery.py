@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import pydantic
 
 from .._handler import HandlerOptions, HandlerSpec
+from .._limits import RateLimit
 from .._proto.stead.deployment import v1 as pb
 from .._retry import InvocationRetryPolicy
 
@@ -81,7 +82,14 @@ def _options(src: Any, workflow_retention: Optional[timedelta] = None) -> pb.Opt
         ingress_private=getattr(src, "ingress_private", None),
         enable_lazy_state=getattr(src, "enable_lazy_state", None),
         retry_policy=_retry_policy(getattr(src, "invocation_retry_policy", None)),
+        concurrency=getattr(src, "concurrency", None),
+        concurrency_per_limit_key=getattr(src, "concurrency_per_limit_key", None),
+        rate_limit=_rate_limit(getattr(src, "rate_limit", None)),
     )
+
+
+def _rate_limit(rate: Optional[RateLimit]) -> Optional[pb.RateLimit]:
+    return None if rate is None else pb.RateLimit(starts=rate.starts, period_ms=rate.period_ms)
 
 
 def _schema(hint: Any) -> Optional[str]:

@@ -18,6 +18,7 @@ EXPECTED = [
     "ObjectSharedContext",
     "OnMaxAttempts",
     "OverlapPolicy",
+    "RateLimit",
     "Request",
     "RestateClient",
     "RestateClientSendHandle",

@@ -163,8 +163,8 @@ async def test_client_edges() -> None:
             client.scope("tenant-1")
         with pytest.raises(ValueError, match="no scopes"):
             await client.generic_call("counter", "add", b"1", key="k", scope="tenant-1")
-        with pytest.raises(ValueError, match="no scopes"):
-            await client.generic_send("counter", "add", b"1", key="k", limit_key="t")
+        with pytest.raises(ValueError, match="invalid limit key"):
+            await client.generic_send("counter", "add", b"1", key="k", limit_key="not a key")
         with pytest.raises(TypeError, match="call it with object_call or workflow_call"):
             await client.service_call(add, arg=1)
         with pytest.raises(TypeError, match="is not a handler"):

@@ -25,6 +25,7 @@ __all__ = (
     "Options",
     "PeekPromise",
     "PeekResult",
+    "RateLimit",
     "RetryPolicy",
     "RuntimeMessage",
     "ServiceInfo",
@@ -483,6 +484,21 @@ class Options(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    concurrency: "int | None" = betterproto2.field(
+        9, betterproto2.TYPE_UINT32, optional=True
+    )
+    """
+    Concurrency and rate limits (pysdk/_limits.py), enforced by the runtime.
+    """
+
+    concurrency_per_limit_key: "int | None" = betterproto2.field(
+        10, betterproto2.TYPE_UINT32, optional=True
+    )
+
+    rate_limit: "RateLimit | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
 
 default_message_pool.register_message("stead.deployment.v1", "Options", Options)
 
@@ -510,6 +526,16 @@ class PeekResult(betterproto2.Message):
 
 
 default_message_pool.register_message("stead.deployment.v1", "PeekResult", PeekResult)
+
+
+@dataclass(eq=False, repr=False)
+class RateLimit(betterproto2.Message):
+    starts: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    period_ms: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+
+
+default_message_pool.register_message("stead.deployment.v1", "RateLimit", RateLimit)
 
 
 @dataclass(eq=False, repr=False)
