@@ -13,6 +13,7 @@ Restate's paths and shapes where Restate has them:
     GET    /metrics                                          runtime/metrics.py (Prometheus)
     POST   /deployments, GET /deployments[/{id}], DELETE /deployments/{id}: admin_deployments.py
     POST   /schedules, GET /schedules[/{id}], PATCH|DELETE /schedules/{id}: admin_schedules.py
+    GET    /limits                                           runtime/admin_limits.py (queues)
     PUT    /debug/failpoints/{name}     body: actions in the `fail` crate's syntax (e.g. pause);
     DELETE /debug/failpoints/{name}     only with STEAD_DEBUG_FAILPOINTS=1 and an extension built
                                         with the failpoints feature (tests hold or fail the writer)
@@ -41,7 +42,7 @@ from typing import Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
 from runtime import _core, admin_deployments, admin_invocations, admin_services, admin_state, admin_ui, metrics
-from runtime import admin_schedules
+from runtime import admin_limits, admin_schedules
 from runtime.http import HttpError, Receive, Scope, Send, header, json_body, lifespan, read_body, respond
 from runtime.ingress import answer_error
 from runtime.invoker import Invoker
@@ -131,6 +132,8 @@ class Admin:
             await admin_deployments.handle(self.invoker, parts, scope, receive, send)
         elif head == "schedules":
             await admin_schedules.handle(self.invoker, parts, scope, receive, send)
+        elif head == "limits":
+            await admin_limits.handle(self.invoker, parts, method, send)
         elif parts == ["version"] or (head == "services" and (len(parts) < 3 or parts[2] != "state")):
             await admin_services.handle(self.invoker, parts, method, self.ingress_url, send)
         elif head == "services" and len(parts) == 4 and method == "GET":

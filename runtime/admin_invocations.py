@@ -128,6 +128,7 @@ async def list_invocations(invoker: Invoker, query_string: bytes) -> dict[str, A
     more = False
 
     def take(row: dict[str, Any]) -> bool:
+        queued_status(invoker, row)
         if f.match(row):
             out.append(views.invocation(row, service_ty(invoker, row["service"], row["kind"])))
         return len(out) >= f.limit
@@ -154,6 +155,14 @@ async def list_invocations(invoker: Invoker, query_string: bytes) -> dict[str, A
     return {"invocations": out, "next_cursor": out[-1]["id"] if more and out else None}
 
 
+def queued_status(invoker: Invoker, row: dict[str, Any]) -> None:
+    """A running invocation waiting in the queue of a concurrency or rate limit has not
+    started: "ready" (status 0), Restate's status for an invocation the invoker has not
+    taken yet (runtime/queues.py)."""
+    if row["status"] == _core.STATUS_RUNNING and invoker.queues.queued(row["id"]):
+        row["status"] = 0
+
+
 async def describe(invoker: Invoker, inv_id: str) -> dict[str, Any]:
     store = invoker.store
     row_tuple = await asyncio.to_thread(store.get_invocation_row, inv_id)
@@ -164,6 +173,7 @@ async def describe(invoker: Invoker, inv_id: str) -> dict[str, Any]:
         if attempt is None:
             raise HttpError(404, f"invocation {inv_id} not found")
         row = views.live_row(attempt.inv, now_ms())
+    queued_status(invoker, row)
     entries = await asyncio.to_thread(store.load_journal, inv_id)
     completions = {index: (value, code, message)
                    for index, value, code, message in await asyncio.to_thread(store.load_completions, inv_id)}

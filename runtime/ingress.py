@@ -45,6 +45,7 @@ from pysdk._app import App
 from pysdk._errors import InputError
 from pysdk._handler import HandlerSpec
 from pysdk._ids import parse_awakeable_id
+from pysdk._limits import LIMIT_KEY_HEADER, check_limit_key
 from runtime import _core
 from runtime.http import (CLOSE, ClientDisconnected, HttpError, Receive, Scope, Send, check_json_content_type,
                           error_body, header, json_body, lifespan, parse_duration_ms, plain_headers, read_body,
@@ -123,6 +124,7 @@ class Ingress:
         headers = scope["headers"]
         delay_ms = self._delay(scope, is_send)
         idem = _idempotency_key(headers)
+        stored_headers = _stored_headers(scope, headers)
         workflow_run = spec.kind == "workflow"
         if idem and workflow_run:
             raise HttpError(400, IDEMPOTENCY_KEY_ON_WORKFLOW)
@@ -141,7 +143,7 @@ class Ingress:
                 # barrier: this acceptance depends on the commit that registered `existing`.
                 await _accepted(send, existing, "PreviouslyAccepted")
                 return
-            inv = invoker.new_invocation(spec, key, body, plain_headers(headers), idem)
+            inv = invoker.new_invocation(spec, key, body, stored_headers, idem)
             await invoker.send(spec, inv, value, delay_ms)
             await _accepted(send, inv.id, "Accepted")
             return
@@ -151,7 +153,7 @@ class Ingress:
                 raise HttpError(409, WORKFLOW_ALREADY_INVOKED)
             await _result(send, existing, await invoker.results.attach(existing))
             return
-        inv = invoker.new_invocation(spec, key, body, plain_headers(headers), idem)
+        inv = invoker.new_invocation(spec, key, body, stored_headers, idem)
         await _result(send, inv.id, await invoker.call(spec, inv, value))
 
     def _route(self, parts: list[bytes]) -> tuple[HandlerSpec, str, bool]:
@@ -372,6 +374,32 @@ def _idempotency_key(headers: list[tuple[bytes, bytes]]) -> str:
         raise HttpError(400, f"invalid idempotency-key header: expected 1 to {MAX_IDEMPOTENCY_KEY} "
                              "printable characters")
     return key
+
+
+LIMIT_KEY_HEADER_B = LIMIT_KEY_HEADER.encode()
+
+
+def _stored_headers(scope: Scope, headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The request's headers as the invocation keeps them, with the limit key (Restate's
+    `x-restate-limit-key` header, or its `limit-key` query parameter; the header wins)
+    checked and kept as that header (runtime/queues.py reads it)."""
+    plain = plain_headers(headers)
+    raw = header(headers, LIMIT_KEY_HEADER_B)
+    given = raw.decode("latin-1") if raw is not None else None
+    from_query = False
+    query = scope.get("query_string")
+    if given is None and query and b"limit-key" in query:
+        values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("limit-key")
+        if values:
+            given, from_query = values[-1], True
+    if given is not None:
+        try:
+            check_limit_key(given)
+        except ValueError as exc:
+            raise HttpError(400, str(exc)) from None
+        if from_query:
+            plain.append((LIMIT_KEY_HEADER, given))
+    return plain
 
 
 def _check_json(body: bytes) -> None:

@@ -34,6 +34,7 @@ from runtime.commits import Commits
 from runtime.deployments import Catalog, RemoteHandlerSpec, Registry
 from runtime.ids import new_invocation_id, now_ms
 from runtime.metrics import Metrics
+from runtime.queues import CANCELLED, GRANTED, Queues, Ticket, Waiter
 from runtime.remote import Channels, DeploymentError, Directory, RemoteMachine
 from runtime.results import Result, Results
 from runtime.retention import Retention
@@ -88,6 +89,9 @@ class Invoker:
         self._limit_cache: dict[tuple[str, str], Limits] = {}
         # How long each completed invocation is kept (its service's/handler's retention options).
         self.retention = Retention(self.app)
+        # Concurrency and rate limits: attempts over a limit wait there (runtime/queues.py).
+        self.queues = Queues(self.app)
+        self.queues.on_due = self._poke_timers
         self.failed: Optional[BaseException] = None
         # Counters the hot path adds to (runtime/metrics.py); spans when tracing is on.
         self.metrics = metrics if metrics is not None else Metrics()
@@ -99,6 +103,7 @@ class Invoker:
         self._policies.clear()
         self._limit_cache.clear()
         self.retention = Retention(self.app)
+        self.queues.invalidate()
 
     def pinned_to(self, deployment_id: str) -> int:
         """Unfinished invocations pinned to a deployment: persisted ones (running, suspended,
@@ -265,6 +270,53 @@ class Invoker:
         `admitted`: the commit that admitted it, if it was written (0 otherwise)."""
         if inv.status == _core.STATUS_PAUSED:
             return  # paused before this task started: its resume starts it (WAKE_RUN)
+        slots = self.queues.enter(inv, spec) if self.queues.active else None
+        if slots is None:
+            await self._attempt(inv, spec, value, journal, completions, admitted)
+            return
+        if isinstance(slots, Waiter):
+            ticket = await self._queued(inv, slots)
+            if ticket is None:
+                return
+        else:
+            ticket = slots
+        try:
+            await self._attempt(inv, spec, value, journal, completions, admitted)
+        finally:
+            self.queues.leave(ticket)
+
+    async def _queued(self, inv: _core.Invocation, waiter: Waiter) -> Optional[Ticket]:
+        """Wait in the queue of a concurrency or rate limit (runtime/queues.py); the slots once
+        granted, None if `inv` left the queue without running (killed, paused, or cancelled
+        before it ever ran: then it completes here as cancelled)."""
+        if waiter.future.done() and waiter.future.result() != GRANTED:
+            return None  # already waiting in another task
+        if not inv.persisted:
+            # A queued invocation is durable (it survives a restart and is visible): its
+            # record is written now, running but not started; recovery queues it again.
+            try:
+                self.store.progress(inv, [])
+            except _core.NotRunningError:
+                self.queues.forget(waiter)
+                return None
+        self.metrics.handler(inv.service, inv.handler).queued += 1
+        try:
+            outcome = await waiter.future
+        except BaseException:
+            self.queues.forget(waiter)
+            raise
+        if outcome == GRANTED:
+            assert waiter.ticket is not None
+            if inv.status == _core.STATUS_RUNNING:
+                return waiter.ticket
+            self.queues.leave(waiter.ticket)  # finished or paused meanwhile
+            return None
+        if outcome == CANCELLED:
+            await self._finish(inv, None, None, None, 409, "cancelled")
+        return None
+
+    async def _attempt(self, inv: _core.Invocation, spec: HandlerSpec, value: Any,
+                       journal: list, completions: Optional[dict], admitted: int) -> None:
         attempt = Attempt(self, inv, self._limits(spec))
         attempt.observe(admitted)
         if attempt.limits.inactivity_s is not None:
@@ -509,7 +561,7 @@ class Invoker:
         for what, inv, index, value, code, message, _seq in wakes:
             attempt = self.live.get(inv.id)
             if what == _core.WAKE_RUN:
-                if attempt is None:
+                if attempt is None and not self.queues.holds(inv.id):
                     self._spawn(self._resume(inv))
             elif what == _core.WAKE_DELIVER:
                 if attempt is not None and attempt.machine is not None:
@@ -519,21 +571,27 @@ class Invoker:
                 if attempt is not None and attempt.machine is not None:
                     attempt.machine.cancel()
                     attempt.notify()
+                elif attempt is None:
+                    self.queues.drop(inv.id, cancelled=True)  # queued, never ran: done at once
             elif what == _core.WAKE_KILL:
                 self.metrics.handler(inv.service, inv.handler).killed += 1
                 self._parsed.pop(inv.id, None)
+                self.queues.drop(inv.id)
                 if attempt is not None:
                     attempt.kill()
                 self._spawn(self._resolve(inv.id, (value, code, message) if code else KILLED))
             elif what == _core.WAKE_DONE:
                 self.metrics.handler(inv.service, inv.handler).killed += 1
                 self._parsed.pop(inv.id, None)  # cancelled or killed before it started
+                self.queues.drop(inv.id)
                 self._spawn(self._resolve(inv.id, (value, code, message)))
             elif what == _core.WAKE_PAUSE:
                 # Closed like a suspension, unless resumed meanwhile: running again, the
                 # attempt in memory goes on (and the resume's WAKE_RUN finds it live).
                 if attempt is not None and inv.status != _core.STATUS_RUNNING:
                     attempt.pause()
+                elif attempt is None and inv.status == _core.STATUS_PAUSED:
+                    self.queues.drop(inv.id)  # queued: its resume queues it again
 
     async def _resolve(self, inv_id: str, result: Result) -> None:
         if self.results.has_waiters(inv_id):
@@ -542,12 +600,17 @@ class Invoker:
     # ---- timers -------------------------------------------------------------------------
 
     def _poke_timers(self) -> None:
-        nxt = self.store.next_timer_ms()
+        nxt = self.next_timer_ms()
         if nxt is not None and (self._timer_target is None or nxt < self._timer_target):
             self._timer_wakeup.set()
 
     def next_timer_ms(self) -> Optional[int]:
-        return self.store.next_timer_ms()
+        """The next store timer, or the next time a rate limit lets a queued invocation start."""
+        nxt = self.store.next_timer_ms()
+        due = self.queues.next_due_ms()
+        if due is None:
+            return nxt
+        return due if nxt is None else min(nxt, due)
 
     def quiescent(self) -> bool:
         """Nothing runs: every attempt in memory waits for a completion, no other task (a
@@ -559,7 +622,9 @@ class Invoker:
             if not attempt.waiting:
                 return False
             waiting += 1
-        # An attempt runs in a task of its own (_run, _resume) or in its caller's request.
+        # An attempt runs in a task of its own (_run, _resume) or in its caller's request;
+        # a queued one waits like a waiting attempt (for a slot or a rate limit's time).
+        waiting += self.queues.depth()
         runners = 0
         for task in self._tasks:
             coro = task.get_coro()
@@ -570,7 +635,7 @@ class Invoker:
             return False
         if self.store.durable_seq() < self.store.last_seq():
             return False
-        nxt = self.store.next_timer_ms()
+        nxt = self.next_timer_ms()
         return nxt is None or nxt > now_ms()
 
     async def timer_loop(self) -> None:
@@ -581,7 +646,7 @@ class Invoker:
 
     async def _timer_loop(self) -> None:
         while not self._closing:
-            self._timer_target = next_ms = self.store.next_timer_ms()
+            self._timer_target = next_ms = self.next_timer_ms()
             timeout = None if next_ms is None else max(0.0, (next_ms - now_ms()) / 1000)
             self._timer_wakeup.clear()
             if timeout is None or timeout > 0:
@@ -590,7 +655,11 @@ class Invoker:
                 except TimeoutError:
                     pass
                 continue
-            if self.store.fire_timers(now_ms()):
+            now = now_ms()
+            due = self.queues.next_due_ms()
+            if due is not None and due <= now:
+                self.queues.tick()
+            if self.store.fire_timers(now):
                 self.after_write()
 
     async def close(self, timeout: float) -> None:

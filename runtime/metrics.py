@@ -18,6 +18,8 @@ What each metric measures:
       retry yet); one re-run after a crash before its first durable point counts again
   stead_invocation_attempts_total{service,handler}
       attempts started: first runs, retries, resumptions after suspension or recovery
+  stead_invocations_queued_total{service,handler}
+      attempts that waited in the queue of a concurrency or rate limit (runtime/queues.py)
   stead_invocation_retries_total{service,handler}
       attempts that failed with a retryable error and were scheduled for a retry
   stead_invocations_completed_total{service,handler,outcome}
@@ -47,6 +49,7 @@ What each metric measures:
       counted by a scan of the store (`Store.scan_invocations`, when the core has it) in
       a background thread at most every STORE_SCAN_INTERVAL_S: the last count is
       reported (not before the first is done; never without the scan)
+  stead_queue_depth{service,handler}  attempts waiting now for a concurrency or rate limit
   stead_inbox_depth     invocations queued in keys' inboxes (`Store.scan_invocations`/`scan_inbox`,
                         counted with the statuses)
   stead_timers_pending  timer rows (sleeps, retries, delayed sends; `Store.count_timers`, if offered)
@@ -121,10 +124,11 @@ class Histogram:
 class HandlerStats:
     """The counters of one (service, handler), bound once: the invoker adds to them."""
 
-    __slots__ = ("started", "attempts", "retries", "succeeded", "failed", "killed", "duration")
+    __slots__ = ("started", "attempts", "queued", "retries", "succeeded", "failed", "killed", "duration")
 
     def __init__(self) -> None:
         self.started = 0
+        self.queued = 0
         self.attempts = 0
         self.retries = 0
         self.succeeded = 0
@@ -170,6 +174,8 @@ class Metrics:
                                       labels=labels)
         attempts = CounterMetricFamily("stead_invocation_attempts",
                                        "Attempts started (first runs, retries, resumptions)", labels=labels)
+        queued = CounterMetricFamily("stead_invocations_queued",
+                                     "Attempts that waited in the queue of a concurrency or rate limit", labels=labels)
         retries = CounterMetricFamily("stead_invocation_retries",
                                       "Attempts that failed with a retryable error and were scheduled for a retry",
                                       labels=labels)
@@ -183,12 +189,13 @@ class Metrics:
             names = [service, handler]
             started.add_metric(names, s.started)
             attempts.add_metric(names, s.attempts)
+            queued.add_metric(names, s.queued)
             retries.add_metric(names, s.retries)
             completed.add_metric([*names, "succeeded"], s.succeeded)
             completed.add_metric([*names, "failed"], s.failed)
             completed.add_metric([*names, "killed"], s.killed)
             duration.add_metric(names, s.duration.cumulative(), s.duration.sum)
-        yield from (started, attempts, retries, completed, duration)
+        yield from (started, attempts, queued, retries, completed, duration)
 
     def _commit_families(self) -> Iterator[Metric]:
         wait = HistogramMetricFamily(
@@ -219,6 +226,17 @@ class Metrics:
                 if name in STATUS_LABELS.values():  # "paused" only with a core that has it
                     statuses.add_metric([name], by_status.get(name, 0))
         yield statuses
+        depth = GaugeMetricFamily("stead_queue_depth", "Attempts waiting for a concurrency or rate limit",
+                                  labels=["service", "handler"])
+        by_handler: dict[tuple[str, str], int] = {}
+        for waiter in invoker.queues.waiters():
+            ident = (waiter.inv.service, waiter.inv.handler)
+            by_handler[ident] = by_handler.get(ident, 0) + 1
+        for ident in self.handlers:  # every handler seen, so that a drained queue shows 0
+            by_handler.setdefault(ident, 0)
+        for (service, handler), n in sorted(by_handler.items()):
+            depth.add_metric([service, handler], n)
+        yield depth
         if inbox is not None:
             yield _gauge("stead_inbox_depth", "Invocations queued in keys' inboxes", inbox)
         if groups is not None:

@@ -21,6 +21,7 @@ from runtime import metrics as metrics_module
 from runtime.commits import Commits
 from runtime.invoker import Invoker
 from runtime.metrics import Metrics, render
+from runtime.queues import Queues
 from runtime.state_cache import StateCache
 from tests.conftest import wait_until
 
@@ -245,7 +246,8 @@ def test_statuses_inbox_and_timers_come_from_the_stores_scans_when_it_has_them(
     store = _ScanningStore(statuses, inboxed=4, timers=6)
     cache = StateCache(store)  # type: ignore[arg-type]
     metrics = Metrics()
-    metrics.watch(SimpleNamespace(store=store, live={"inv_x": object()}, cache=cache))  # type: ignore[arg-type]
+    metrics.watch(SimpleNamespace(store=store, live={"inv_x": object()}, cache=cache,  # type: ignore[arg-type]
+                                  queues=Queues(app([]))))
     m = scrape(metrics)  # starts the first count, in a thread of its own
     assert value(m, "stead_invocations", status="running") == 1  # attempts in memory, not the scan's
     assert value(m, "stead_timers_pending") == 6  # the core's in-memory count: no scan
@@ -272,7 +274,8 @@ def test_without_the_stores_scans_only_what_memory_knows_is_reported(tmp_path: P
     try:
         store.recover()
         metrics = Metrics()
-        metrics.watch(SimpleNamespace(store=store, live={}, cache=StateCache(store)))  # type: ignore[arg-type]
+        metrics.watch(SimpleNamespace(store=store, live={}, cache=StateCache(store),  # type: ignore[arg-type]
+                                      queues=Queues(app([]))))
         m = scrape(metrics)
         assert value(m, "stead_invocations", status="running") == 0
         if not hasattr(store, "scan_invocations"):
