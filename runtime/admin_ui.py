@@ -1,9 +1,10 @@
 """The web UI on the admin port:
 
     GET /ui, /ui/, /ui/index.html       the page
-    GET /ui/app.js, /ui/style.css        its script (one ES module) and style sheet
+    GET /ui/app.js, /ui/views_ops.js     its scripts (ES modules: app.js imports views_ops.js)
+    GET /ui/style.css                    its style sheet
 
-Three static files in runtime/ui/, shipped in the wheel and served as they are: no build
+Four static files in runtime/ui/, shipped in the wheel and served as they are: no build
 step, nothing fetched from elsewhere, so a fresh clone or an offline install shows it.
 The page reads and acts through the admin API itself (same origin, the same token), so
 this module only serves files. Only the names listed in ASSETS are served: a path is
@@ -21,6 +22,7 @@ UI_DIR = Path(__file__).resolve().parent / "ui"
 ASSETS = {
     "index.html": b"text/html; charset=utf-8",
     "app.js": b"text/javascript; charset=utf-8",
+    "views_ops.js": b"text/javascript; charset=utf-8",
     "style.css": b"text/css; charset=utf-8",
 }
 

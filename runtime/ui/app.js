@@ -1,14 +1,17 @@
-// Stead's web UI: one ES module, no framework, no build step, nothing loaded from
-// elsewhere. It reads and acts only through the admin API on its own origin (the
-// shapes of GET /services, /invocations, /invocations/{id}, /services/{s}/state/{k}),
-// so it shows exactly what `stead` and Restate's tools would see.
+// Stead's web UI: ES modules (this one, and views_ops.js for the schedules and limits
+// pages, which imports its helpers from here), no framework, no build step, nothing
+// loaded from elsewhere. It reads and acts only through the admin API on its own origin
+// (the shapes of GET /services, /invocations, /invocations/{id}, /services/{s}/state/{k},
+// /schedules, /limits), so it shows exactly what `stead` and Restate's tools would see.
 //
 // Pages are hash routes (#/services, #/invocations?service=&handler=&status=&key=,
-// #/invocations/{id}, #/state?service=&key=): /ui and /ui/ serve the same page and a
-// reload or a shared link lands where it was. Lists, one invocation and one key's state
+// #/invocations/{id}, #/state?service=&key=, #/schedules, #/limits): /ui and /ui/ serve
+// the same page and a reload or a shared link lands where it was. Lists, one invocation and one key's state
 // poll every POLL_MS while they are shown and the tab is visible. Every value from the
 // server reaches the page as text (never as HTML): handlers' names and values are
 // whatever users made them.
+
+import { limitsPage, schedulesPage } from "./views_ops.js";
 
 const POLL_MS = 1500;
 const TOKEN_KEY = "stead.adminToken";
@@ -103,15 +106,21 @@ class ApiError extends Error {
   }
 }
 
-// One request; a 401 asks for the admin token (kept in sessionStorage) and tries again.
-async function api(method, path) {
+// One request (with `json`, if given, as its JSON body); a 401 asks for the admin token
+// (kept in sessionStorage) and tries again.
+async function api(method, path, json) {
   for (;;) {
     const token = sessionStorage.getItem(TOKEN_KEY);
     const headers = { accept: "application/json" };
     if (token) headers.authorization = `Bearer ${token}`;
+    const init = { method, headers, cache: "no-store" };
+    if (json !== undefined) {
+      headers["content-type"] = "application/json";
+      init.body = JSON.stringify(json);
+    }
     let resp;
     try {
-      resp = await fetch(path, { method, headers, cache: "no-store" });
+      resp = await fetch(path, init);
     } catch (err) {
       throw new ApiError(0, `the server did not answer (${err.message})`);
     }
@@ -708,6 +717,12 @@ function route() {
   } else if (name === "state") {
     document.title = "State · Stead";
     statePage(page, params);
+  } else if (name === "schedules") {
+    document.title = "Schedules · Stead";
+    schedulesPage(page);
+  } else if (name === "limits") {
+    document.title = "Limits · Stead";
+    limitsPage(page);
   } else {
     fill(page.root, h("h1", {}, "Not found"), h("p", {}, "No such page: ", link("#/services", "services")));
   }
@@ -722,6 +737,11 @@ async function showVersion() {
     // The pages say what is wrong with the server.
   }
 }
+
+// For views_ops.js (it only calls them, once this module has run: the import cycle is safe).
+export {
+  actionButton, api, confirmButton, errorText, fill, freshness, h, invHref, link, listHref, timeView,
+};
 
 setUpToken();
 window.addEventListener("hashchange", route);

@@ -4,10 +4,12 @@ Playwright for Python drives Debian's chromium (scripts/setup.sh installs it): t
 browser Playwright would download for itself cannot be fetched here, and Playwright
 talks to any recent Chromium over CDP, so `executable_path` points at the system one.
 Each test starts a real `stead serve`, makes invocations through the ingress, and checks
-what the page shows against what the admin API answers.
+what the page shows against what the admin API answers. The schedules and limits pages
+are tested in tests/runtime/test_ui_browser_views.py, with this module's fixtures.
 
 With STEAD_UI_SCREENSHOTS=DIR the tests also save the screenshots of the README's "Web UI"
-section there (`STEAD_UI_SCREENSHOTS=docs/ui pytest tests/runtime/test_ui_browser.py`).
+section there (`STEAD_UI_SCREENSHOTS=docs/ui pytest tests/runtime/test_ui_browser.py
+tests/runtime/test_ui_browser_views.py`).
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ def page(browser: Browser) -> Iterator[Page]:
 def start(tmp_path: Path, effects_dir: Path) -> Iterator:
     servers: list[SteadServer] = []
 
-    def make(*extra_args: str) -> SteadServer:
-        server = SteadServer(tmp_path / "data", effects_dir, extra_args=list(extra_args))
+    def make(*extra_args: str, target: str = "tests.apps.testapp:application") -> SteadServer:
+        server = SteadServer(tmp_path / "data", effects_dir, target=target, extra_args=list(extra_args))
         servers.append(server)
         return server.start()
 
@@ -95,7 +97,8 @@ def api_invocation(server: SteadServer, inv: str) -> dict:
 def test_assets_are_served(start) -> None:  # type: ignore[no-untyped-def]
     server = start()
     for path, kind in [("/ui", "text/html"), ("/ui/", "text/html"), ("/ui/index.html", "text/html"),
-                       ("/ui/app.js", "text/javascript"), ("/ui/style.css", "text/css")]:
+                       ("/ui/app.js", "text/javascript"), ("/ui/views_ops.js", "text/javascript"),
+                       ("/ui/style.css", "text/css")]:
         resp = server.admin("GET", path)
         assert resp.status_code == 200, (path, resp.text)
         assert resp.headers["content-type"].startswith(kind), path
