@@ -37,7 +37,9 @@ Parameters, as Restate's:
   the process) are printed on stderr while the harness runs.
 - `restate_image`: accepted and ignored (there is no container).
 - `time_skipping` (Stead's, after Temporal's time-skipping test environment): the runtime
-  runs on a virtual clock that the test moves with `await env.advance(timedelta(days=30))`.
+  runs on a virtual clock that the test moves with `await env.advance(timedelta(days=30))`;
+  with `time_skipping="auto"` it also moves by itself while the test waits for an answer
+  of the client (pysdk/_autoskip.py).
 
 Time skipping. The clock is injected, not patched: core_rs's clock (core_rs/src/clock.rs) is
 the system clock plus one process-wide offset, which the runtime (runtime/clock.py) and the
@@ -51,7 +53,10 @@ records' times follow it; the watchdog's inactivity and abort timeouts, and the 
 between in-step retries of `ctx.run`, are real durations and do not. The offset is
 process-wide, so only one time-skipping harness may run at a time (a second is refused)
 and other harnesses running beside it see its clock too; it is back to 0 at its exit.
-There is no automatic mode yet: time moves only when the test calls `advance`.
+With `time_skipping=True` time moves only when the test calls `advance`. With
+`time_skipping="auto"` it also skips, timer by timer, whenever the runtime is quiescent while
+a request of `env.client` waits for its answer (Temporal's automatic mode): a call to a
+workflow that sleeps a month answers at once.
 
 Fixed for tests, unlike `stead serve`'s defaults: durability "wal" (no fsync: the data
 directory is thrown away), and a shutdown that gives in-flight invocations half a second.
@@ -79,6 +84,7 @@ import anyio.to_thread
 import httpx
 
 from ._app import App
+from ._autoskip import AutoSkip
 from .client import create_client
 from .client_types import HttpError, RestateClient
 
@@ -103,7 +109,7 @@ class HarnessEnvironment:
     client: RestateClient
     """A client of the ingress (pysdk/client.py)."""
 
-    _time_skipping: bool = field(default=False, repr=False)
+    _time_skipping: Union[bool, str] = field(default=False, repr=False)
 
     async def advance(self, delta: timedelta) -> None:
         """Stead's addition, with `time_skipping=True`: move the virtual clock `delta` forward,
@@ -147,19 +153,28 @@ async def create_test_harness(
     restate_image: Optional[str] = None,
     always_replay: bool = False,
     disable_retries: bool = False,
-    time_skipping: bool = False,
+    time_skipping: Union[bool, str] = False,
 ) -> AsyncIterator[HarnessEnvironment]:
     """Start a Stead runtime serving `app` and yield its `HarnessEnvironment`; stop it
     and delete its data at exit. See the module's docstring for the parameters."""
+    if time_skipping not in (False, True, "auto"):
+        raise ValueError(f"time_skipping is False, True (advance() moves the clock) or \"auto\", "
+                         f"got {time_skipping!r}")
     runtime = _Runtime(app, follow_logs=follow_logs, always_replay=always_replay, disable_retries=disable_retries,
-                       time_skipping=time_skipping)
+                       time_skipping=bool(time_skipping))
+    skipper = AutoSkip() if time_skipping == "auto" else None
     try:
         await anyio.to_thread.run_sync(runtime.start)
-        async with create_client(runtime.ingress_url) as client:
+        transport = skipper.transport() if skipper is not None else None
+        async with create_client(runtime.ingress_url, transport=transport) as client:
+            if skipper is not None:
+                skipper.start()
             yield HarnessEnvironment(ingress_url=runtime.ingress_url, admin_api_url=runtime.admin_api_url,
                                      client=client, _time_skipping=time_skipping)
     finally:
         with anyio.CancelScope(shield=True):
+            if skipper is not None:
+                await anyio.to_thread.run_sync(skipper.stop)
             await anyio.to_thread.run_sync(runtime.stop)
 
 

@@ -44,6 +44,7 @@ class Timers(Protocol):
 
 
 _lock = threading.Lock()
+_moving = threading.Lock()  # one mover at a time: `skip_ms` (advance) and `skip_next` (automatic mode)
 _waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event, Optional[Timers]]] = set()
 
 
@@ -68,6 +69,27 @@ def skip_ms(ms: int, settle_timeout_s: float = SETTLE_TIMEOUT_S) -> int:
     TimeoutError if they stay busy for `settle_timeout_s` (real seconds) at some step."""
     if ms < 0:
         raise ValueError(f"the clock only moves forward: cannot advance it by {ms} ms")
+    with _moving:
+        return _skip_ms(ms, settle_timeout_s)
+
+
+def skip_next(wanted: Callable[[], bool], settle_timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
+    """The automatic mode's step (pysdk/_autoskip.py): once the runtimes are quiescent, move
+    the clock to the next timer if `wanted()` still says so. True if the clock moved;
+    TimeoutError if the runtimes stay busy for `settle_timeout_s`."""
+    with _moving:
+        _settle(settle_timeout_s)
+        due = [t for t in _ask(lambda timers: timers.next_timer_ms()) if t is not None]
+        if not due or not wanted():
+            return False
+        needed = min(due) - time.time_ns() // 1_000_000
+        if needed > _core.clock_offset_ms():
+            _core.set_clock_offset_ms(needed)
+        _wake()
+        return True
+
+
+def _skip_ms(ms: int, settle_timeout_s: float) -> int:
     end = _core.clock_offset_ms() + ms
     while True:
         _settle(settle_timeout_s)
