@@ -136,11 +136,15 @@ impl Commit {
         cfs: &[&ColumnFamily; Cf::ALL.len()],
         batch: &mut WriteBatch,
         superseded: &mut impl Iterator<Item = bool>,
+        drop_state: bool,
     ) {
         let s = |(x, y): (u32, u32)| &self.buf[x as usize..y as usize];
         for op in &self.ops {
             if superseded.next().unwrap_or(false) {
                 continue;
+            }
+            if drop_state && op.cf == Cf::State {
+                continue; // broken on purpose (failpoint commit.drop_state_write)
             }
             let cf = cfs[op.cf as usize];
             match op.kind {
@@ -359,8 +363,9 @@ fn write_group(s: &Shared, cfs: &[&ColumnFamily; Cf::ALL.len()], group: &[Commit
     let mut batch = WriteBatch::with_capacity_bytes(bytes + 64);
     let skip = superseded(group);
     let mut skip_iter = skip.iter().copied();
+    let drop_state = drops_state_writes();
     for c in group {
-        c.apply(cfs, &mut batch, &mut skip_iter);
+        c.apply(cfs, &mut batch, &mut skip_iter, drop_state);
     }
     failpoint!(failpoints::COMMIT_WRITE_ERROR, |_| Err(Error::Storage(format!(
         "injected write error (failpoint {})",
@@ -369,6 +374,16 @@ fn write_group(s: &Shared, cfs: &[&ColumnFamily; Cf::ALL.len()], group: &[Commit
     write_durably(s, batch)?;
     failpoint!(failpoints::COMMIT_BEFORE_PUBLISH);
     Ok(())
+}
+
+/// Whether this group is written without its state rows: never, unless the failpoint
+/// `commit.drop_state_write` says `return` (the reliability suite's broken build).
+fn drops_state_writes() -> bool {
+    if !failpoints::configured() {
+        return false;
+    }
+    failpoint!(failpoints::COMMIT_DROP_STATE_WRITE, |_| true);
+    false
 }
 
 /// One write with the WAL sync (in `sync` mode): RocksDB makes the rows

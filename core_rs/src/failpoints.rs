@@ -31,9 +31,14 @@ pub const COMMIT_WRITE_ERROR: &str = "commit.write_error";
 pub const COMMIT_BEFORE_SYNC: &str = "commit.before_sync";
 pub const COMMIT_BEFORE_PUBLISH: &str = "commit.before_publish";
 pub const STORE_RECOVER: &str = "store.recover";
+/// A deliberately broken build for the reliability suite: with `return`, a group is
+/// written without its rows of the state table (and acknowledged as if whole), so a
+/// test can show that the checks over a history catch lost state writes.
+pub const COMMIT_DROP_STATE_WRITE: &str = "commit.drop_state_write";
 
 /// Every point there is: configuring another name is refused (it would never trigger).
-pub const NAMES: [&str; 5] = [COMMIT_BEFORE_WRITE, COMMIT_WRITE_ERROR, COMMIT_BEFORE_SYNC, COMMIT_BEFORE_PUBLISH, STORE_RECOVER];
+pub const NAMES: [&str; 6] =
+    [COMMIT_BEFORE_WRITE, COMMIT_WRITE_ERROR, COMMIT_BEFORE_SYNC, COMMIT_BEFORE_PUBLISH, STORE_RECOVER, COMMIT_DROP_STATE_WRITE];
 
 /// The environment variable read at `Store::open`.
 pub const ENV: &str = "STEAD_FAILPOINTS";
