@@ -45,6 +45,7 @@ SHARED = Path("../shared/bench")  # relative to REPO (wrk runs with cwd=REPO); n
 RESULTS_MD = BENCH / "RESULTS.md"
 APP = "examples.cart:application"
 EMPTY_APP = "bench.empty:application"  # the runtime of the remote workloads serves no handler itself
+LIMITED_APP = "bench.limited_cart:application"  # W2L: W2 with the cart under a concurrency limit
 W3_IN_FLIGHT = 32  # W3's connection count: how far count may exceed ok2xx
 
 # id -> (lua script, threads, connections, seconds, warm-up seconds), from WORKLOADS.md
@@ -57,6 +58,8 @@ WORKLOADS = {
     # W1 and W4 with the handlers in a deployment process (gRPC), the runtime serving none.
     "W1R": ("w1_cart_latency.lua", 1, 1, 20, 5),
     "W4R": ("w4_steps.lua", 1, 1, 20, 0),
+    # W2 with Cart's handlers under a concurrency limit of 8 (bench/limited_cart.py).
+    "W2L": ("w2_cart_throughput.lua", 2, 64, 20, 0),
 }
 REMOTE = {"W1R", "W4R"}
 # id -> (text, check(result) -> bool)
@@ -256,7 +259,8 @@ def run_workload(wid: str, args, run_dir: Path, stamp: str, log) -> dict:
     data_dir = OUT / f"data-{stamp}-{wid}"
     port, admin_port = free_port(), free_port()
     remote = wid in REMOTE
-    cmd = [sys.executable, "-m", "runtime.cli", "serve", EMPTY_APP if remote else APP, *args.serve_args,
+    app = EMPTY_APP if remote else LIMITED_APP if wid == "W2L" else APP
+    cmd = [sys.executable, "-m", "runtime.cli", "serve", app, *args.serve_args,
            "--data-dir", str(data_dir),
            "--port", str(port), "--admin-port", str(admin_port), "--durability", args.durability]
     log(f"== {wid}: {' '.join(cmd)}")
@@ -428,7 +432,7 @@ def prepend_results(section: str) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Stead benchmark harness (floors, W1..W5).")
     p.add_argument("--only", default="floors," + ",".join(WORKLOADS),
-                   help="comma list of: floors, W1..W5, W1R, W4R (default: all)")
+                   help="comma list of: floors, W1..W5, W1R, W4R, W2L (default: all)")
     p.add_argument("--duration", type=float, help="override every measured duration, seconds (smoke runs)")
     p.add_argument("--warmup", type=float, help="warm-up seconds for W1 and the HTTP floor "
                                                 "(default 5, or min(5, --duration))")
