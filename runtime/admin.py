@@ -161,10 +161,13 @@ class Admin:
             mode = parse_qs((scope.get("query_string") or b"").decode("latin-1")).get("mode", ["cancel"])[-1]
             if mode not in ("cancel", "kill"):
                 raise HttpError(400, f"mode must be cancel or kill, got {mode!r}")
+            await admin_invocations.refuse_schedule_ticks(invoker, parts[1], mode)
             await admin_invocations.signal(invoker, parts[1], mode, send)
         elif len(parts) == 3 and parts[2] in ("cancel", "kill", "purge", "pause", "resume"):
             if method != "PATCH":
                 raise HttpError(405, f"method {method} not allowed: use PATCH /invocations/{{id}}/{parts[2]}")
+            if parts[2] in ("cancel", "kill", "pause"):
+                await admin_invocations.refuse_schedule_ticks(invoker, parts[1], parts[2])
             if parts[2] == "purge":
                 await admin_invocations.purge(invoker, parts[1], send)
             elif parts[2] == "pause":

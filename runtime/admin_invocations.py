@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable, Optional
 from urllib.parse import parse_qs
 
-from runtime import _core, admin_views as views
+from runtime import _core, admin_views as views, schedules
 from runtime.http import HttpError, Send, json_body, respond
 from runtime.ids import now_ms
 from runtime.invoker import Invoker
@@ -185,6 +185,19 @@ async def describe(invoker: Invoker, inv_id: str) -> dict[str, Any]:
     out["failure"] = views.failure(row["failure_code"], row["failure_message"]) if completed else None
     out["journal"] = views.journal(entries, completions)
     return out
+
+
+async def refuse_schedule_ticks(invoker: Invoker, inv_id: str, action: str) -> None:
+    """A tick of a cron schedule (an invocation of runtime/schedules.py's object) is how the
+    schedule keeps firing: cancelling, killing or pausing it would stop the schedule for good,
+    so it is refused (409) with what to do instead; nothing changes."""
+    row = await asyncio.to_thread(invoker.store.get_invocation_row, inv_id)
+    service = row[_core.INVOCATION_COLUMNS.index("service")] if row is not None else None
+    if service == schedules.SERVICE:
+        key = row[_core.INVOCATION_COLUMNS.index("key")]  # type: ignore[index]
+        raise HttpError(409, f"invocation {inv_id} is a tick of the cron schedule {key!r}: to {action} it "
+                             f"would stop the schedule; pause or remove the schedule instead "
+                             f"(PATCH /schedules/{key} {{\"paused\": true}}, or DELETE /schedules/{key})")
 
 
 async def signal(invoker: Invoker, inv_id: str, action: str, send: Send) -> None:

@@ -67,6 +67,7 @@ class Snapshot:
     services: list[tuple[str, bool, str, Optional[str]]] = field(default_factory=list)
     deployments: list[tuple[str, str, int, int, int, list[str]]] = field(default_factory=list)
     service_types: dict[str, str] = field(default_factory=dict)
+    queued: frozenset[str] = frozenset()  # ids waiting in a limit's queue: "ready" (runtime/queues.py)
 
 
 def snapshot(invoker: Any) -> Snapshot:
@@ -80,7 +81,8 @@ def snapshot(invoker: Any) -> Snapshot:
             live.append(tuple(row[c] for c in _core.INVOCATION_COLUMNS))
     services, deployments = sql_tables.catalog_rows(invoker.app, invoker.registry)
     types = {name: ty for name, _public, ty, _dep in services}
-    return Snapshot(live, services, deployments, types)
+    queued = frozenset(w.inv.id for w in invoker.queues.waiters())
+    return Snapshot(live, services, deployments, types, queued)
 
 
 @dataclass

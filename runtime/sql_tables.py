@@ -221,6 +221,7 @@ def invocations(rows: Sequence[tuple[Any, ...]], catalog: Catalog) -> pa.Table:
     tys = [known[pair] for pair in zip(c["service"], c["kind"])]
     targets = [target(s, k, h, ty) for s, k, h, ty in zip(c["service"], c["key"], c["handler"], tys)]
     status = c["status"]
+    queued = getattr(catalog, "queued", frozenset())  # waiting in a limit's queue: "ready"
     completed = [s == _core.STATUS_COMPLETED for s in status]
     failed = [done and code != 0 for done, code in zip(completed, c["failure_code"])]
     by_id = dict(zip(c["id"], zip(c["service"], targets))) if any(c["caller_id"]) else {}
@@ -253,7 +254,8 @@ def invocations(rows: Sequence[tuple[Any, ...]], catalog: Catalog) -> pa.Table:
         "retry_count": c["retry_count"],
         "next_retry_at": when(c["next_retry_ms"], _core.STATUS_BACKING_OFF),
         "last_attempt_deployment_id": [d or None if s else None for d, s in zip(c["deployment_id"], started)],
-        "status": [STATUS_NAMES.get(s, f"unknown({s})") for s in status],
+        "status": [STATUS_NAMES.get(0 if s == _core.STATUS_RUNNING and i in queued else s, f"unknown({s})")
+                   for i, s in zip(c["id"], status)],
         "completion_result": [("failure" if f else "success") if done else None for done, f in zip(completed, failed)],
         "completion_failure": [_failure(code, msg) if f else None
                                for f, code, msg in zip(failed, c["failure_code"], c["failure_message"])],

@@ -94,6 +94,11 @@ def test_queued_invocations_are_visible_survive_kill_9_and_run_once(
     assert sorted(item["id"] for item in listed) == sorted(ids[2:])
     metrics = server.admin("GET", "/metrics").text
     assert 'stead_queue_depth{handler="hold",service="Limited"} 10.0' in metrics
+    query = {"query": "SELECT status, count(*) AS n FROM sys_invocation WHERE target_service_name = 'Limited' "
+                      "GROUP BY status ORDER BY status"}
+    rows = httpx.post(f"{server.admin_url}/query", json=query, headers={"accept": "application/json"},
+                      timeout=30).json()["rows"]
+    assert rows == [{"status": "ready", "n": 10}, {"status": "running", "n": 2}], rows
 
     server.kill()
     for i in range(12):
@@ -209,4 +214,4 @@ def test_a_bad_limit_key_is_refused_and_changes_nothing(limits: SteadServer, eff
         assert "invalid limit key" in resp.json()["message"]
     assert read_lines(effects_dir / "work") == []
     assert limits.post("/Limited/work", 1, headers={"x-restate-limit-key": "tenant-1/user.42"}).status_code == 200
-    json.dumps(limits_of(limits, "Limited", "work"))
+    assert limits_of(limits, "Limited", "work")["queued"] == 0

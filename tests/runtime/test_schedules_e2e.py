@@ -107,6 +107,24 @@ def test_every_second_across_kill_9_no_double_and_no_missed_fire(make_server, ef
     assert doc["missed"] == doc["caught_up"] == 0 and doc["fired"] >= len(times)
 
 
+def test_a_schedules_tick_cannot_be_killed_cancelled_or_paused(make_server, effects_dir: Path) -> None:
+    server: SteadServer = make_server(target=APP).start()
+    create(server, id="kept", service="Jobs", handler="record", every="1s")
+    f = Firings(effects_dir, "kept")
+    f.wait(1)
+    listed = admin(server, "GET", "/invocations?service=stead.Schedules").json()["invocations"]
+    ticks = [i["id"] for i in listed if i["status"] != "completed"]
+    assert ticks, listed
+    for path, method in ((f"/invocations/{ticks[0]}/kill", "PATCH"), (f"/invocations/{ticks[0]}/cancel", "PATCH"),
+                         (f"/invocations/{ticks[0]}/pause", "PATCH"), (f"/invocations/{ticks[0]}?mode=kill", "DELETE")):
+        resp = admin(server, method, path)
+        assert resp.status_code == 409, resp.text
+        message = resp.json()["message"]
+        assert "tick of the cron schedule 'kept'" in message and "/schedules/kept" in message
+    fired = len(f.lines())
+    f.wait(fired + 2)  # it goes on firing
+
+
 def test_catch_up_policies_after_downtime(make_server, effects_dir: Path) -> None:
     server: SteadServer = make_server(target=APP).start()
     for policy in ("SKIP", "ONE", "ALL"):
