@@ -36,6 +36,10 @@ Parameters, as Restate's:
 - `follow_logs`: the runtime's log records (INFO and above, of every harness running in
   the process) are printed on stderr while the harness runs.
 - `restate_image`: accepted and ignored (there is no container).
+- `remote` (Stead's): the app's handlers run in a deployment (the gRPC server of `stead
+  deployment serve`, on the runtime's loop, on a free port), registered with a runtime that
+  serves none of its own, so a test covers the deployment protocol as Restate's harness
+  (whose runtime always calls the SDK over the network) does.
 - `time_skipping` (Stead's, after Temporal's time-skipping test environment): the runtime
   runs on a virtual clock that the test moves with `await env.advance(timedelta(days=30))`;
   with `time_skipping="auto"` it also moves by itself while the test waits for an answer
@@ -154,6 +158,7 @@ async def create_test_harness(
     always_replay: bool = False,
     disable_retries: bool = False,
     time_skipping: Union[bool, str] = False,
+    remote: bool = False,
 ) -> AsyncIterator[HarnessEnvironment]:
     """Start a Stead runtime serving `app` and yield its `HarnessEnvironment`; stop it
     and delete its data at exit. See the module's docstring for the parameters."""
@@ -161,7 +166,7 @@ async def create_test_harness(
         raise ValueError(f"time_skipping is False, True (advance() moves the clock) or \"auto\", "
                          f"got {time_skipping!r}")
     runtime = _Runtime(app, follow_logs=follow_logs, always_replay=always_replay, disable_retries=disable_retries,
-                       time_skipping=bool(time_skipping))
+                       time_skipping=bool(time_skipping), remote=remote)
     skipper = AutoSkip() if time_skipping == "auto" else None
     try:
         await anyio.to_thread.run_sync(runtime.start)
@@ -246,10 +251,11 @@ class _Runtime:
     """One Stead runtime serving `app` from a thread of this process, on its own event loop."""
 
     def __init__(self, app: App, *, follow_logs: bool, always_replay: bool, disable_retries: bool,
-                 time_skipping: bool = False) -> None:
+                 time_skipping: bool = False, remote: bool = False) -> None:
         if not isinstance(app, App):
             raise TypeError(f"the harness serves an app built with pysdk.app([...]), got {app!r}")
         self.app = app
+        self.remote = remote
         self.follow_logs = follow_logs
         self.always_replay = always_replay
         self.disable_retries = disable_retries
@@ -361,20 +367,48 @@ class _Runtime:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         listening = asyncio.Event()
+        deployment = None
+        served = self.app
+        if self.remote:
+            # The app's handlers in a deployment (the gRPC server of `stead deployment serve`)
+            # on this loop, registered with a runtime that serves none of its own.
+            from ._app import app as make_app
+            from ._deployment.server import DeploymentServer
+
+            deployment = DeploymentServer(self.app)
+            await deployment.start("127.0.0.1", 0)
+            served = make_app([])
 
         def started(ingress_url: str, admin_url: str) -> None:
             self.ingress_url, self.admin_api_url = ingress_url, admin_url
             listening.set()
 
-        serving = asyncio.ensure_future(serve(config, self.app, started=started, stop=self._stopping))
+        serving = asyncio.ensure_future(serve(config, served, started=started, stop=self._stopping))
         ready = asyncio.ensure_future(listening.wait())
-        await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
-        ready.cancel()
-        if serving.done():
-            await serving  # failed to start: its exception goes to start()
-            return
-        self._ready.set()
-        await serving
+        try:
+            await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            if serving.done():
+                await serving  # failed to start: its exception goes to start()
+                return
+            if deployment is not None:
+                await _register(self.admin_api_url, f"http://127.0.0.1:{deployment.port}")
+            self._ready.set()
+            await serving
+        finally:
+            if not serving.done():  # the registration failed: stop the runtime too
+                self._stopping.set()
+                await asyncio.wait({serving})
+            if deployment is not None:
+                await deployment.shutdown(SHUTDOWN_GRACE_S)
+
+
+async def _register(admin_url: str, uri: str) -> None:
+    """Register the harness's deployment, as `stead deployments register` does."""
+    async with httpx.AsyncClient(base_url=admin_url, timeout=START_TIMEOUT_S) as admin:
+        res = await admin.post("deployments", json={"uri": uri})
+    if res.status_code != 201:
+        raise RuntimeError(f"registering the harness's deployment {uri} failed: {res.status_code} {res.text}")
 
 
 _clock_lock = threading.Lock()

@@ -33,9 +33,11 @@ def anyio_backend():
     return "asyncio"
 
 
-@pytest.fixture(params=[False, True], ids=["normal", "always_replay"])
+@pytest.fixture(params=[(False, False), (True, False), (False, True)], ids=["normal", "always_replay", "remote"])
 async def env(request):
-    async with pysdk.create_test_harness(APP, time_skipping="auto", always_replay=request.param) as env:
+    always_replay, remote = request.param
+    async with pysdk.create_test_harness(APP, time_skipping="auto", always_replay=always_replay,
+                                         remote=remote) as env:
         yield env
 
 

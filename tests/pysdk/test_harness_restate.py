@@ -7,8 +7,9 @@ The handlers use only names Restate's SDK also has; the harness calls are Restat
 (`create_test_harness`, `client.*_call/_send`), except for what Restate's client has no
 call for: attaching to a send's invocation, completing an awakeable and reading state
 (Stead's additions: pysdk/client.py, HarnessEnvironment.get_state). Every test runs
-twice: normally, and with always_replay (each invocation replayed after every durable
-point).
+three times: normally, with always_replay (each invocation replayed after every durable
+point), and with the handlers in a deployment reached over gRPC (`remote=True`, the
+way Restate's own harness always runs them).
 """
 
 import asyncio
@@ -138,12 +139,15 @@ async def request_approval(ctx: Context, request: str) -> str:
         return f"{request} rejected: {exc.message}"
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["normal", "always_replay"])
+@pytest.fixture(scope="module", params=[(False, False), (True, False), (False, True)],
+                ids=["normal", "always_replay", "remote"])
 async def restate_test_harness(request):
+    always_replay, remote = request.param
     async with pysdk.create_test_harness(
         pysdk.app([greeter, counter, payment, awakeable_holder, approvals]),
         restate_image="ghcr.io/restatedev/restate:latest",
-        always_replay=request.param,
+        always_replay=always_replay,
+        remote=remote,  # Stead's: the handlers in a deployment, over gRPC
     ) as harness:
         yield harness
 
