@@ -20,6 +20,7 @@ from runtime.cli_inspect import inspect_command
 from runtime.cli_invocations import invocations
 from runtime.cli_query import sql
 from runtime.cli_replay import replay_command
+from runtime.cli_limits import limits
 from runtime.cli_schedules import schedules
 from runtime.cli_services import services
 from runtime.cli_state import state
@@ -165,6 +166,7 @@ def deployment_serve(args: tuple[str, ...]) -> None:
 for command in (deployments, keys, services, invocations, state, sql, inspect_command, replay_command):
     cli.add_command(command)
 cli.add_command(schedules)  # runtime/cli_schedules.py
+cli.add_command(limits)  # runtime/cli_limits.py
 
 
 def main(argv: Optional[list[str]] = None) -> int:

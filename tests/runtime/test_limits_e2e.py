@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import SteadServer, read_lines, wait_until
+from tests.runtime.test_cli import stead
 
 APP = "tests.apps.limitapp:application"
 
@@ -159,6 +160,12 @@ def test_limit_keys_are_served_fairly_one_at_a_time_each(limits: SteadServer, ef
     assert [n for n in order if n[0] == "b"] == ["b0", "b1", "b2"], "arrival order within a key"
     view = limits_of(limits, "Tenants", "job")
     assert {k["limit_key"]: (k["running"], k["queued"]) for k in view["limit_keys"]} == {"a": (1, 5)}
+    out = stead("limits", "--admin-url", limits.admin_url)
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0] if not line.strip().startswith("limit key") else " ".join(line.split()[:3]):
+            line.split()[-2:] for line in out.stdout.splitlines() if line.strip()}
+    assert rows["Tenants/job"] == ["1", "5"] and rows["limit key a"] == ["1", "5"], out.stdout
+    assert "3 at once, 1 per limit key" in out.stdout
     (effects_dir / "gate-a0").touch()
     wait_until(lambda: len(read_lines(effects_dir / "job-order")) == 12, what="a done")
     events = intervals(effects_dir, "job")
