@@ -123,7 +123,11 @@ def announce(logger: logging.Logger, message: str, **fields: Any) -> None:
     record = logger.makeRecord(logger.name, logging.WARNING, "(stead)", 0, message, (), None,
                                extra={"fields": fields})
     handler = _handler
-    if handler is None:  # logging not configured through `configure` (tests, embedding)
+    # Logging not configured through `configure` (tests, embedding), or configured by an
+    # earlier server of this process whose stream is gone (a CLI run under click's test
+    # runner): print to the stderr of now.
+    stream = getattr(handler, "stream", None)
+    if handler is None or handler not in logging.getLogger().handlers or getattr(stream, "closed", False):
         print(message, file=sys.stderr, flush=True)
         return
     handler.handle(record)

@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import betterproto2
 import grpclib.exceptions
 from grpclib.client import Channel, Stream
-from grpclib.const import Cardinality
+from grpclib.const import Cardinality, Status
+from grpclib.metadata import decode_grpc_message
 from pysdk._deployment import wire
 from pysdk._deployment.convert import (child_from_msg, completion_from_msg, completion_to_msg, entry_from_msg,
                                        entry_to_msg, headers_to_msg)
@@ -284,6 +285,8 @@ class RemoteMachine:
                 sender = asyncio.create_task(self._sender(stream))
                 try:
                     self._settle(outcome, await self._receive(stream))
+                except grpclib.exceptions.StreamTerminatedError as exc:
+                    self._settle(outcome, None, _refusal(stream) or exc)
                 except BaseException as exc:  # noqa: BLE001 - settled here, teardown below
                     self._settle(outcome, None, exc)
                 finally:
@@ -538,3 +541,22 @@ class RemoteMachine:
         if suspended:
             self.attempt.close(Suspended)
         # else a completion is on its way (committed, not yet delivered): keep waiting
+
+
+def _refusal(stream: Stream) -> Optional[grpclib.exceptions.GRPCError]:
+    """The status of a trailers-only refusal (UNAUTHENTICATED, say) that arrived just before
+    the deployment reset the stream. grpclib cancels a stream's waiters when the reset is
+    processed, even when its response headers were read in the same packet, so the reader
+    sees "Stream reset by remote party" instead of the status: read the headers h2 gave it."""
+    headers = getattr(getattr(stream, "_stream", None), "headers", None)
+    if not headers:
+        return None
+    fields = dict(headers)
+    code = fields.get("grpc-status")
+    try:
+        status = Status(int(code)) if code is not None else None
+    except ValueError:
+        return None
+    if status is None or status is Status.OK:
+        return None
+    return grpclib.exceptions.GRPCError(status, decode_grpc_message(fields.get("grpc-message", "")))

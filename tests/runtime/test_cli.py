@@ -155,7 +155,7 @@ def test_the_command_tree() -> None:
         "state get", "state set", "state clear", "state edit", "sql", "inspect",
         "replay", "invocations export",
         "schedules", "schedules add", "schedules list", "schedules describe", "schedules update",
-        "schedules pause", "schedules resume", "schedules remove"])
+        "schedules pause", "schedules resume", "schedules remove", "limits"])
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "stead")
