@@ -84,7 +84,9 @@ def test_inspect_after_sigkill_shows_what_the_requests_did(make_server) -> None:
     run, sleep = doc["journal"]
     assert run["completed"] and isinstance(run["value"], float)
     assert not sleep["completed"] and sleep["completion"] is None
-    assert 0 <= ms(sleep["wakeup_at"]) - (round(run["value"] * 1000) + 600_000) < 5000  # slept from "start"
+    # Slept from "start": a wake-up is whole ms from the clock then (a floor), so from the
+    # step's float time it is compared with its floor, not its rounding (1 ms off otherwise).
+    assert 0 <= ms(sleep["wakeup_at"]) - (int(run["value"] * 1000) + 600_000) < 5000
     # A call: the caller's Call entry names the callee, which ran as an invocation of its own.
     [caller] = by_target["Caller/k/call_add"]
     doc = inspect_json(server.data_dir, "--invocation", caller["id"])
