@@ -34,7 +34,7 @@ from runtime.commits import Commits
 from runtime.deployments import Catalog, RemoteHandlerSpec, Registry
 from runtime.ids import new_invocation_id, now_ms
 from runtime.metrics import Metrics
-from runtime.queues import CANCELLED, GRANTED, Queues, Ticket, Waiter
+from runtime.queues import ALREADY_QUEUED, CANCELLED, GRANTED, Queues, Ticket, Waiter
 from runtime.remote import Channels, DeploymentError, Directory, RemoteMachine
 from runtime.results import Result, Results
 from runtime.retention import Retention
@@ -274,12 +274,15 @@ class Invoker:
         if slots is None:
             await self._attempt(inv, spec, value, journal, completions, admitted)
             return
+        if slots is ALREADY_QUEUED:
+            return  # a second start of an invocation that waits in the queue already
         if isinstance(slots, Waiter):
-            ticket = await self._queued(inv, slots)
-            if ticket is None:
+            granted = await self._queued(inv, slots)
+            if granted is None:
                 return
+            ticket = granted
         else:
-            ticket = slots
+            ticket = cast(Ticket, slots)
         try:
             await self._attempt(inv, spec, value, journal, completions, admitted)
         finally:
@@ -289,8 +292,6 @@ class Invoker:
         """Wait in the queue of a concurrency or rate limit (runtime/queues.py); the slots once
         granted, None if `inv` left the queue without running (killed, paused, or cancelled
         before it ever ran: then it completes here as cancelled)."""
-        if waiter.future.done() and waiter.future.result() != GRANTED:
-            return None  # already waiting in another task
         if not inv.persisted:
             # A queued invocation is durable (it survives a restart and is visible): its
             # record is written now, running but not started; recovery queues it again.

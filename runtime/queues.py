@@ -36,6 +36,7 @@ from runtime import _core
 from runtime.ids import now_ms
 
 GRANTED, DROPPED, CANCELLED = "granted", "dropped", "cancelled"
+ALREADY_QUEUED = "already queued"
 _arrivals = itertools.count()
 
 Gate = tuple[str, ...]  # ("s", service) | ("sk", service, limit key) | ("h", service, handler) | ("hk", ...)
@@ -167,18 +168,15 @@ class Queues:
 
     # ---- entering and leaving ----------------------------------------------------------
 
-    def enter(self, inv: _core.Invocation, spec: HandlerSpec) -> "Ticket | Waiter | None":
+    def enter(self, inv: _core.Invocation, spec: HandlerSpec) -> "Ticket | Waiter | str | None":
         """The slots for an attempt of `inv`: a Ticket if it may run now, a Waiter (queued)
-        if not, None if its handler has no limits. A Waiter whose future is already done
-        means `inv` waits here already (a second start): that one does not run."""
+        if not, None if its handler has no limits, ALREADY_QUEUED if `inv` waits here
+        already (a second start, which must not run)."""
         policy = self.policy(spec)
         if policy is None:
             return None
-        waiting = self._waiting.get(inv.id)
-        if waiting is not None:
-            dup = Waiter(inv, waiting.lane, [], [], [], False)
-            dup.future.set_result(DROPPED)
-            return dup
+        if inv.id in self._waiting:
+            return ALREADY_QUEUED
         service, handler = spec.service_name, spec.name
         limit_key = limit_key_of(inv)
         gates: list[Gate] = []
