@@ -1,11 +1,15 @@
-"""The gRPC floor of the remote workloads: what one Invoke stream costs with nothing
-behind it, on the same grpclib + betterproto2 stack and the same loopback.
+"""The gRPC floor of the remote workloads: what one exchange costs with nothing behind
+it, on the same grpclib + betterproto2 stack and the same loopback.
 
-A server process answers every Invoke stream's first message with an End at once;
-the client (this process) opens a stream, sends a Start, reads the End and ends the
-stream, `--iterations` times in a row, and prints the latency percentiles of one
-such exchange as a RESULT line (W1R's floor: a remote cart add needs one exchange
-plus the runtime's own work).
+A server process answers every Start with an End at once. The client (this process)
+runs `--iterations` exchanges in a row, each way the runtime can talk to a deployment,
+and prints the latency percentiles of one exchange as a RESULT line for each:
+
+- `grpc_floor`: an Invoke stream per exchange (protocol version 1): open the stream,
+  send a Start, read the End, end the stream;
+- `grpc_session_floor`: a Start and its End on a Session opened once (version 2, what
+  the runtime uses): W1R's floor, since a remote cart add needs one such exchange plus
+  the runtime's own work.
 
     python bench/grpc_floor.py --iterations 2000
 """
@@ -26,33 +30,60 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from grpclib.client import Channel  # noqa: E402
-from grpclib.const import Cardinality  # noqa: E402
+from grpclib.const import Cardinality, Handler  # noqa: E402
 from grpclib.server import Server, Stream  # noqa: E402
 
+from pysdk._deployment.wire import StrictCodec, decode  # noqa: E402
 from pysdk._proto.stead.deployment import v1 as pb  # noqa: E402
 
 INVOKE = "/stead.deployment.v1.Deployment/Invoke"
+SESSION = "/stead.deployment.v1.Deployment/Session"
 
 
-class Echo(pb.DeploymentBase):
-    async def invoke(self, messages):  # type: ignore[no-untyped-def, override]
-        async for _ in messages:
-            yield pb.DeploymentMessage(end=pb.End(output=b"1"))
-            return
+class Echo:
+    def __mapping__(self) -> dict[str, Handler]:
+        return {INVOKE: Handler(self.invoke, Cardinality.STREAM_STREAM, pb.RuntimeMessage, pb.DeploymentMessage),
+                SESSION: Handler(self.session, Cardinality.STREAM_STREAM, bytes, bytes)}
+
+    async def invoke(self, stream: Stream) -> None:
+        await stream.recv_message()
+        await stream.send_message(pb.DeploymentMessage(end=pb.End(output=b"1")))
+
+    async def session(self, stream: Stream) -> None:
+        while (data := await stream.recv_message()) is not None:
+            msg = decode(data, pb.RuntimeMessage)
+            await stream.send_message(bytes(pb.DeploymentMessage(stream_id=msg.stream_id, end=pb.End(output=b"1"))))
 
 
 async def serve(port: int) -> None:
-    server = Server([Echo()])
+    server = Server([Echo()], codec=StrictCodec())
     await server.start("127.0.0.1", port)
     print("ready", flush=True)
     await server.wait_closed()
 
 
-async def client(port: int, iterations: int, state_bytes: int) -> list[float]:
-    channel = Channel("127.0.0.1", port)
+async def client(port: int, iterations: int, state_bytes: int) -> tuple[list[float], list[float]]:
+    channel = Channel("127.0.0.1", port, codec=StrictCodec())
     start = pb.RuntimeMessage(start=pb.Start(
         protocol_version=1, invocation_id="inv_" + "0" * 32, service="Cart", handler="add", key="k1",
         input=b'"item"', state=[pb.StateValue(name="items", value=b"x" * state_bytes)]))
+    invoke = await invokes(channel, start, iterations)
+    start.start.protocol_version = 2
+    session = []
+    async with channel.request(SESSION, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
+        await stream.send_request()
+        for i in range(iterations):
+            t0 = time.perf_counter()
+            start.stream_id = i + 1
+            await stream.send_message(bytes(start))
+            decode(await stream.recv_message(), pb.DeploymentMessage)
+            session.append((time.perf_counter() - t0) * 1000)
+        await stream.end()
+    channel.close()
+    return invoke, session
+
+
+async def invokes(channel: Channel, start: pb.RuntimeMessage, iterations: int) -> list[float]:
     out = []
     for _ in range(iterations):
         t0 = time.perf_counter()
@@ -64,7 +95,6 @@ async def client(port: int, iterations: int, state_bytes: int) -> list[float]:
             await stream.end()
             await stream.recv_trailing_metadata()
         out.append((time.perf_counter() - t0) * 1000)
-    channel.close()
     return out
 
 
@@ -86,14 +116,15 @@ def main() -> int:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        lat = uvloop.run(client(port, args.iterations, args.state_bytes))
+        runs = uvloop.run(client(port, args.iterations, args.state_bytes))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
-    lat = lat[len(lat) // 10:]  # the first tenth warms up
-    q = statistics.quantiles(lat, n=1000)
-    print(f"RESULT grpc_floor p50_ms={statistics.median(lat):.3f} p90_ms={q[899]:.3f} p99_ms={q[989]:.3f} "
-          f"max_ms={max(lat):.3f} iterations={len(lat)} pid={os.getpid()}")
+    for name, lat in zip(("grpc_floor", "grpc_session_floor"), runs):
+        lat = lat[len(lat) // 10:]  # the first tenth warms up
+        q = statistics.quantiles(lat, n=1000)
+        print(f"RESULT {name} p50_ms={statistics.median(lat):.3f} p90_ms={q[899]:.3f} p99_ms={q[989]:.3f} "
+              f"max_ms={max(lat):.3f} iterations={len(lat)} pid={os.getpid()}")
     return 0
 
 

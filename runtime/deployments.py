@@ -41,9 +41,10 @@ from runtime.ids import new_deployment_id, resource_id
 log = logging.getLogger("stead.deployments")
 
 PROTOCOL_MIN = 1
-PROTOCOL_MAX = 1
+PROTOCOL_MAX = 2  # 2: Sessions (runtime/sessions.py)
 DISCOVER_PATH = "/stead.deployment.v1.Deployment/Discover"
 INVOKE_PATH = "/stead.deployment.v1.Deployment/Invoke"
+SESSION_PATH = "/stead.deployment.v1.Deployment/Session"
 FILE = "deployments.json"
 # The deployment the in-process app's services belong to (Restate gives every service
 # one; GET /deployments lists it when the app serves anything).

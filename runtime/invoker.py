@@ -35,7 +35,8 @@ from runtime.deployments import Catalog, RemoteHandlerSpec, Registry
 from runtime.ids import new_invocation_id, now_ms
 from runtime.metrics import Metrics
 from runtime.queues import ALREADY_QUEUED, CANCELLED, GRANTED, Queues, Ticket, Waiter
-from runtime.remote import Channels, DeploymentError, Directory, RemoteMachine
+from runtime.remote import Directory, RemoteMachine
+from runtime.sessions import Channels, DeploymentError
 from runtime.results import Result, Results
 from runtime.retention import Retention
 from runtime.retry import RetryPolicy
@@ -66,7 +67,8 @@ class Invoker:
         # Every service served: the app's, and the registered deployments' (runtime/deployments.py).
         self.app: App = registry.catalog if registry is not None else app
         self.registry = registry
-        self.remote_channels = Channels(max_deployment_message_bytes)
+        self.remote_channels = Channels(max_deployment_message_bytes,
+                                        registry.metadata if registry is not None else None)
         self.directory = Directory(self.app if isinstance(self.app, Catalog) else Catalog(app))
         if registry is not None:
             registry.on_change.append(self._catalog_changed)

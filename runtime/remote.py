@@ -4,8 +4,9 @@
 the invoker runs it in the same attempt loop, with the same `Attempt` as its
 backend, and it answers the invoker and the `Attempt` through the same surface
 (`state`, `take_pending`, `take_children`, `complete`, `cancel`, `close`,
-`closed`, `awaiting`). Its `run` opens one `Invoke` stream to the deployment and
-turns what the deployment's machine sends into what the in-process machine would
+`closed`, `awaiting`). Its `run` opens one stream to the deployment (a SubStream of
+the deployment's Session, or an Invoke stream of its own for a deployment that
+speaks protocol version 1 only: runtime/sessions.py) and turns what the deployment's machine sends into what the in-process machine would
 have done:
 
     Flush       -> Attempt.flush (one commit: journal, state effects, callees),
@@ -40,10 +41,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import betterproto2
 import grpclib.exceptions
-from grpclib.client import Channel, Stream
-from grpclib.const import Cardinality, Status
-from grpclib.metadata import decode_grpc_message
-from pysdk._deployment import wire
 from pysdk._deployment.convert import (child_from_msg, completion_from_msg, completion_to_msg, entry_from_msg,
                                        entry_to_msg, headers_to_msg)
 from pysdk._commands import REFUSED, label
@@ -54,7 +51,8 @@ from pysdk._machine import Child
 from pysdk._proto.stead.deployment import v1 as pb
 from runtime import _core
 from runtime.backend import Killed, Paused, Refused, refusal
-from runtime.deployments import INVOKE_PATH, Catalog, Deployment, parse_uri
+from runtime.deployments import Catalog, Deployment
+from runtime.sessions import DeploymentError, MessageTooLarge, UndecodableMessage, _refusal
 
 if TYPE_CHECKING:
     from runtime.backend import Attempt
@@ -73,11 +71,6 @@ _STOP_REASONS = {Suspended: pb.StopReason.SUSPENDED, Killed: pb.StopReason.KILLE
 _KINDS = frozenset(range(GET_STATE, ATTACH_INVOCATION + 1))
 
 
-class DeploymentError(Exception):
-    """The deployment failed the attempt without an outcome (down, refused, broke the
-    stream, sent something malformed): retried under the handler's retry policy."""
-
-
 class RemoteRetryable(RetryableError):
     """The handler raised a retryable error in the deployment; its message is that
     error's repr, which is how the runtime names it (as it does an in-process error)."""
@@ -88,75 +81,6 @@ class RemoteRetryable(RetryableError):
 
 class NonDeterminism(NonDeterminismError):
     """The deployment's journal no longer matches its code (retried, logged at error level)."""
-
-
-class MessageTooLarge(DeploymentError):
-    """A deployment sent a message over the runtime's limit."""
-
-
-class UndecodableMessage(DeploymentError):
-    """A deployment sent bytes that are not an encoding of the expected message."""
-
-
-class LimitedCodec(wire.StrictCodec):
-    """The deployment protocol's strict codec (pysdk/_deployment/wire.py), refusing a
-    message from a deployment over `limit` bytes (grpclib itself takes any length): the
-    attempt fails with a clear error instead of the runtime decoding and journaling
-    whatever a broken deployment sends. Garbage is an `UndecodableMessage`, never
-    whatever betterproto2 would have made of it."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-
-    def decode(self, data: bytes, message_type: Any) -> Any:
-        if len(data) > self.limit:
-            raise MessageTooLarge(f"a message of {len(data)} bytes, over the limit of {self.limit} "
-                                  "(stead serve --max-deployment-message)")
-        try:
-            return super().decode(data, message_type)
-        except wire.MalformedMessage as exc:
-            raise UndecodableMessage(f"a malformed message: {exc}") from None
-
-
-class Channels:
-    """One HTTP/2 connection per deployment, shared by its streams."""
-
-    def __init__(self, max_message_bytes: int = 64 * 1024 * 1024) -> None:
-        self._channels: dict[str, Channel] = {}
-        self._streams: set[asyncio.Task[None]] = set()
-        self.codec = LimitedCodec(max_message_bytes)
-
-    def get(self, dep: Deployment) -> Channel:
-        channel = self._channels.get(dep.id)
-        if channel is None:
-            host, port = parse_uri(dep.uri)
-            channel = self._channels[dep.id] = Channel(host, port, codec=self.codec)
-        return channel
-
-    def spawn(self, coro: Any) -> "asyncio.Task[None]":
-        """A task that owns one Invoke stream; it may outlive its attempt (the stream's
-        teardown), so `aclose` ends those still running."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._streams.add(task)
-        task.add_done_callback(self._streams.discard)
-        return task
-
-    def drop(self, deployment_id: str) -> None:
-        channel = self._channels.pop(deployment_id, None)
-        if channel is not None:
-            channel.close()
-
-    async def aclose(self) -> None:
-        """End the streams still open (teardowns after an outcome, or attempts the
-        invoker gave up on), then the connections."""
-        streams = list(self._streams)
-        for task in streams:
-            task.cancel()
-        if streams:
-            await asyncio.wait(streams)
-        for channel in self._channels.values():
-            channel.close()
-        self._channels.clear()
 
 
 class Directory:
@@ -264,13 +188,9 @@ class RemoteMachine:
             raise
 
     async def _converse(self, outcome: "asyncio.Future[bytes]") -> None:
-        channel = self.invoker.remote_channels.get(self.dep)
         sender: Optional[asyncio.Task[None]] = None
         try:
-            async with channel.request(INVOKE_PATH, Cardinality.STREAM_STREAM, pb.RuntimeMessage,
-                                       pb.DeploymentMessage,
-                                       metadata=self.invoker.registry.metadata(INVOKE_PATH)) as stream:
-                await stream.send_request()
+            async with self.invoker.remote_channels.open(self.dep) as stream:
                 # Start leaves at once (through the barrier, as every message does); what
                 # follows it goes through the sender's queue.
                 try:
@@ -357,7 +277,7 @@ class RemoteMachine:
             cancelled=inv.cancel_requested, idempotency_key=inv.idempotency_key,
             directory=self.invoker.directory.bytes())
 
-    async def _sender(self, stream: Stream) -> None:
+    async def _sender(self, stream: Any) -> None:
         while True:
             msg = await self._out.get()
             if msg is None:
@@ -368,13 +288,13 @@ class RemoteMachine:
                 return
             await self._deliver(stream, msg)
 
-    async def _deliver(self, stream: Stream, msg: pb.RuntimeMessage) -> None:
+    async def _deliver(self, stream: Any, msg: pb.RuntimeMessage) -> None:
         """The one way a message reaches the deployment, through the barrier: nothing
         leaves before what the attempt has seen is durable."""
         await self.invoker.commits.wait(self.attempt.observed)
         await stream.send_message(msg)
 
-    async def _receive(self, stream: Stream) -> bytes:
+    async def _receive(self, stream: Any) -> bytes:
         attempt = self.attempt
         while True:
             msg = await stream.recv_message()
@@ -542,21 +462,3 @@ class RemoteMachine:
             self.attempt.close(Suspended)
         # else a completion is on its way (committed, not yet delivered): keep waiting
 
-
-def _refusal(stream: Stream) -> Optional[grpclib.exceptions.GRPCError]:
-    """The status of a trailers-only refusal (UNAUTHENTICATED, say) that arrived just before
-    the deployment reset the stream. grpclib cancels a stream's waiters when the reset is
-    processed, even when its response headers were read in the same packet, so the reader
-    sees "Stream reset by remote party" instead of the status: read the headers h2 gave it."""
-    headers = getattr(getattr(stream, "_stream", None), "headers", None)
-    if not headers:
-        return None
-    fields = dict(headers)
-    code = fields.get("grpc-status")
-    try:
-        status = Status(int(code)) if code is not None else None
-    except ValueError:
-        return None
-    if status is None or status is Status.OK:
-        return None
-    return grpclib.exceptions.GRPCError(status, decode_grpc_message(fields.get("grpc-message", "")))

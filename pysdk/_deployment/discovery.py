@@ -8,9 +8,9 @@ default), descriptions, metadata, content types, and, best effort, the JSON
 Schemas of a handler's input and output from its type hints (pydantic's
 `TypeAdapter`; None when there is no hint or no schema can be made).
 
-`PROTOCOL_VERSION` is the one protocol version this SDK speaks (see
-proto/stead/deployment.proto); `check_versions` refuses a request whose range
-does not include it.
+This SDK speaks protocol versions `MIN_PROTOCOL_VERSION`..`MAX_PROTOCOL_VERSION`
+(proto/stead/deployment.proto: 1, an Invoke stream per attempt; 2, Sessions as
+well); `check_versions` refuses a request whose range does not overlap them.
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PROTOCOL_VERSION", "MIN_PROTOCOL_VERSION", "MAX_PROTOCOL_VERSION", "SDK", "check_versions", "discover"]
 
-PROTOCOL_VERSION = 1
-MIN_PROTOCOL_VERSION = PROTOCOL_VERSION
-MAX_PROTOCOL_VERSION = PROTOCOL_VERSION
+MIN_PROTOCOL_VERSION = 1
+MAX_PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = MAX_PROTOCOL_VERSION  # the newest
 
 
 def _sdk() -> str:

@@ -9,8 +9,10 @@ both end in `main`. `--port 0` binds a free port; `--ready-file PATH` then tells
 which: once the server listens, PATH holds `{"pid": ..., "port": ...}` (written
 to a temporary file and renamed, so a reader never sees half of it).
 
-Every invocation attempt is one Invoke stream, run by `stream.InvokeStream`;
-many run concurrently on one event loop (uvloop when installed).
+Every invocation attempt is run by `stream.InvokeStream`, on an Invoke stream of
+its own (protocol version 1) or on a Session shared by many (version 2,
+`session.DeploymentSession`); many run concurrently on one event loop (uvloop when
+installed).
 
 Request identity: with identity keys (the `identity_keys` argument or
 `--identity-key`, else the App's own `identity_keys`), every request is verified
@@ -18,7 +20,7 @@ Request identity: with identity keys (the `identity_keys` argument or
 UNAUTHENTICATED otherwise.
 
 Shutdown (SIGTERM, SIGINT, or `DeploymentServer.shutdown`): the server stops
-accepting connections and refuses new Invoke streams (UNAVAILABLE); attempts in
+accepting connections and refuses new attempts (UNAVAILABLE); attempts in
 flight get `grace` seconds (5 by default) to end; then the remaining ones are
 dropped: their machines are closed (nothing more is journaled), their handler
 tasks cancelled, and their streams end without End, so the runtime resumes them
@@ -44,18 +46,20 @@ from grpclib.server import Server, Stream
 
 from .._proto.stead.deployment import v1 as pb
 from .discovery import check_versions, discover
+from .session import DeploymentSession
 from .stream import InvokeStream
 from .wire import MalformedMessage, StrictCodec
 
 if TYPE_CHECKING:
     from .._app import App
 
-__all__ = ["DeploymentServer", "DeploymentService", "serve", "main", "DEFAULT_GRACE_S"]
+__all__ = ["DeploymentServer", "DeploymentService", "serve", "main", "DEFAULT_GRACE_S", "INVOKE_PATH", "SESSION_PATH"]
 
 log = logging.getLogger("stead.deployment")
 
 DISCOVER_PATH = "/stead.deployment.v1.Deployment/Discover"
 INVOKE_PATH = "/stead.deployment.v1.Deployment/Invoke"
+SESSION_PATH = "/stead.deployment.v1.Deployment/Session"
 DEFAULT_GRACE_S = 5.0
 
 
@@ -73,6 +77,7 @@ class DeploymentService(pb.DeploymentBase):
         return {
             DISCOVER_PATH: Handler(self._discover, Cardinality.UNARY_UNARY, pb.DiscoverRequest, pb.DiscoverResponse),
             INVOKE_PATH: Handler(self._invoke, Cardinality.STREAM_STREAM, pb.RuntimeMessage, pb.DeploymentMessage),
+            SESSION_PATH: Handler(self._session, Cardinality.STREAM_STREAM, bytes, bytes),
         }
 
     async def _discover(self, stream: "Stream[pb.DiscoverRequest, pb.DiscoverResponse]") -> None:
@@ -90,16 +95,27 @@ class DeploymentService(pb.DeploymentBase):
         if self.draining:
             raise GRPCError(Status.UNAVAILABLE, "the deployment is shutting down")
         attempt = InvokeStream(self.app, stream)
-        self.active.add(attempt)
-        self._idle.clear()
+        self.attempt_started(attempt)
         try:
             await attempt.run()
         except MalformedMessage as exc:  # Start, or its Directory (later ones end the attempt)
             raise _invalid(exc) from None
         finally:
-            self.active.discard(attempt)
-            if not self.active:
-                self._idle.set()
+            self.attempt_ended(attempt)
+
+    async def _session(self, stream: "Stream[bytes, bytes]") -> None:
+        if self.draining:
+            raise GRPCError(Status.UNAVAILABLE, "the deployment is shutting down")
+        await DeploymentSession(self, stream).run()
+
+    def attempt_started(self, attempt: InvokeStream) -> None:
+        self.active.add(attempt)
+        self._idle.clear()
+
+    def attempt_ended(self, attempt: InvokeStream) -> None:
+        self.active.discard(attempt)
+        if not self.active:
+            self._idle.set()
 
     async def wait_idle(self) -> None:
         await self._idle.wait()

@@ -1,4 +1,5 @@
-"""One attempt of one invocation over one `Invoke` stream: the deployment's side.
+"""One attempt of one invocation over one `Invoke` stream (or a Session's
+`SubStream`, which looks like one: session.py): the deployment's side.
 
 The runtime opens the stream with Start; `InvokeStream.run` builds a pysdk
 `Machine` exactly as the in-process invoker does (runtime/invoker.py `_run`),
@@ -69,7 +70,7 @@ from .._machine import Machine
 from .._proto.stead.deployment import v1 as pb
 from .convert import (child_to_msg, completion_from_msg, directory_of_app, entry_from_msg, entry_to_msg,
                       headers_from_msg, state_from_msg)
-from .discovery import PROTOCOL_VERSION
+from .discovery import MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION
 from .wire import MalformedMessage, decode
 
 if TYPE_CHECKING:
@@ -319,10 +320,10 @@ class InvokeStream:
         if which != "start":
             raise GRPCError(Status.INVALID_ARGUMENT, f"an Invoke stream starts with Start, got {which!r}")
         assert isinstance(start, pb.Start)
-        if start.protocol_version != PROTOCOL_VERSION:
+        if not MIN_PROTOCOL_VERSION <= start.protocol_version <= MAX_PROTOCOL_VERSION:
             raise GRPCError(Status.FAILED_PRECONDITION,
                             f"Start speaks protocol version {start.protocol_version}; "
-                            f"this deployment speaks {PROTOCOL_VERSION}")
+                            f"this deployment speaks {MIN_PROTOCOL_VERSION}..{MAX_PROTOCOL_VERSION}")
         spec = self.app.lookup(start.service, start.handler)
         if spec is None:
             # As in-process (Invoker._resume): fail terminally rather than retry forever.

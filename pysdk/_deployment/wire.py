@@ -22,7 +22,10 @@ the field, and nothing else. The walk reads each field's key and length, not the
 contents of bytes fields (strings are decoded, as the parse decodes them anyway).
 
 `StrictCodec` is grpclib's protobuf codec with this decoding: the deployment's server
-and the runtime's channels use it. tests/reliability/test_fuzz_protocol.py and
+and the runtime's channels use it. For the message type `bytes` it passes bytes through
+untouched: a Session's peers encode and decode its messages themselves, so that a
+message they cannot decode fails the one attempt it names (`stream_id_of`), not the
+session. tests/reliability/test_fuzz_protocol.py and
 scripts/fuzz (atheris) fuzz it.
 """
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any, Optional, TypeVar
 import betterproto2
 from grpclib.encoding.proto import ProtoCodec
 
-__all__ = ["MalformedMessage", "decode", "StrictCodec"]
+__all__ = ["MalformedMessage", "decode", "stream_id_of", "StrictCodec", "STREAM_ID_FIELD"]
 
 M = TypeVar("M", bound=betterproto2.Message)
 
@@ -46,6 +49,8 @@ _SCALAR_WIRE = {
     "float": _FIXED32, "fixed32": _FIXED32, "sfixed32": _FIXED32,
 }
 _FIXED_SIZE = {_FIXED64: 8, _FIXED32: 4}
+# `stream_id` of RuntimeMessage and DeploymentMessage (proto/stead/deployment.proto).
+STREAM_ID_FIELD = 15
 # Deeper nesting than any message of the protocol has; bounds the recursion.
 MAX_DEPTH = 32
 
@@ -167,9 +172,42 @@ def decode(data: Any, cls: type[M]) -> M:
         raise MalformedMessage(f"{cls.__name__}: {type(exc).__name__}: {exc}") from exc
 
 
+def stream_id_of(data: bytes) -> Optional[int]:
+    """The top-level `stream_id` (field 15, a varint) of an encoded RuntimeMessage or
+    DeploymentMessage, read without decoding the rest; None if the bytes do not get
+    that far as a message (its last occurrence wins, as in a parse)."""
+    found = None
+    pos, end = 0, len(data)
+    try:
+        while pos < end:
+            key, pos = _varint(data, pos, end, "")
+            number, wire = key >> 3, key & 7
+            if wire == _VARINT:
+                value, pos = _varint(data, pos, end, "")
+                if number == STREAM_ID_FIELD:
+                    found = value
+            elif wire == _LEN:
+                n, pos = _varint(data, pos, end, "")
+                pos += n
+            elif wire in _FIXED_SIZE:
+                pos += _FIXED_SIZE[wire]
+            else:
+                return found
+    except MalformedMessage:
+        return found
+    return found
+
+
 class StrictCodec(ProtoCodec):
     """grpclib's protobuf codec, decoding with `decode`: a peer's garbage raises
-    `MalformedMessage` out of `recv_message`."""
+    `MalformedMessage` out of `recv_message`. Messages of type `bytes` pass through."""
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        if message_type is bytes:
+            return message  # type: ignore[no-any-return]
+        return super().encode(message, message_type)  # type: ignore[no-any-return]
 
     def decode(self, data: bytes, message_type: Any) -> Any:
+        if message_type is bytes:
+            return bytes(data)
         return decode(data, message_type)

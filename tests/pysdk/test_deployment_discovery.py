@@ -99,7 +99,7 @@ async def with_server(fn: Any, **kw: Any) -> Any:
 
 def test_discover_describes_services_kinds_and_options() -> None:
     resp: pb.DiscoverResponse = arun(with_server(discover))
-    assert (resp.min_protocol_version, resp.max_protocol_version) == (1, 1)
+    assert (resp.min_protocol_version, resp.max_protocol_version) == (1, 2)
     assert resp.sdk.startswith("stead-pysdk ")
     services = {s.name: s for s in resp.services}
     assert {n: s.type for n, s in services.items()} == {"Greeter": "service", "Cart": "object", "Signup": "workflow"}
@@ -129,17 +129,17 @@ def test_discover_describes_services_kinds_and_options() -> None:
     assert wf.options.workflow_retention_ms == 2 * 86_400_000
 
 
-@pytest.mark.parametrize("lo,hi", [(2, 5), (0, 0)])
+@pytest.mark.parametrize("lo,hi", [(3, 5), (0, 0)])
 def test_discover_refuses_a_range_that_does_not_overlap(lo: int, hi: int) -> None:
     with pytest.raises(GRPCError) as err:
         arun(with_server(lambda port: discover(port, lo, hi)))
     assert err.value.status == Status.FAILED_PRECONDITION
-    assert f"{lo}..{hi}" in (err.value.message or "") and "1..1" in (err.value.message or "")
+    assert f"{lo}..{hi}" in (err.value.message or "") and "1..2" in (err.value.message or "")
 
 
 def test_discover_accepts_an_overlapping_range() -> None:
     resp = arun(with_server(lambda port: discover(port, 0, 3)))
-    assert resp.max_protocol_version == 1
+    assert (resp.min_protocol_version, resp.max_protocol_version) == (1, 2)
 
 
 def test_identity_keys_refuse_unsigned_requests() -> None:

@@ -2,7 +2,7 @@
 as each peer decodes it from the wire.
 
 - The runtime decodes what a deployment sends (`DeploymentMessage` on an Invoke stream,
-  `DiscoverResponse` at registration) with its channels' codec (runtime/remote.py
+  `DiscoverResponse` at registration) with its channels' codec (runtime/sessions.py
   `LimitedCodec`): garbage must be a `DeploymentError` (the attempt fails and is
   retried, as for any other broken deployment), never another exception type.
 - The deployment decodes what the runtime sends (`RuntimeMessage`, `DiscoverRequest`, and
@@ -35,6 +35,7 @@ from typing import Any, Optional
 import betterproto2
 import pytest
 from grpclib import GRPCError
+from grpclib.exceptions import StreamTerminatedError
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.encoding.base import CodecBase
@@ -46,13 +47,13 @@ from pysdk._deployment.convert import (child_from_msg, child_to_msg, completion_
                                        directory_of_app, entry_from_msg, entry_to_msg, headers_from_msg,
                                        headers_to_msg, state_from_msg, state_to_msg)
 from pysdk._deployment.discovery import discover
-from pysdk._deployment.server import DISCOVER_PATH, INVOKE_PATH, DeploymentServer
+from pysdk._deployment.server import DISCOVER_PATH, INVOKE_PATH, SESSION_PATH, DeploymentServer
 from pysdk._deployment.stream import Directory
 from pysdk._deployment.wire import MalformedMessage, StrictCodec, decode
 from pysdk._entries import CALL, GET_STATE, RUN, SET_STATE, SLEEP
 from pysdk._proto.stead.deployment import v1 as pb
 from pysdk._retry import InvocationRetryPolicy
-from runtime.remote import Channels, DeploymentError
+from runtime.sessions import Channels, DeploymentError
 from tests.conftest import register
 from tests.runtime.test_deployments_faults_e2e import FakeDeployment, runtime
 
@@ -368,31 +369,76 @@ def test_deployment_answers_garbage_with_invalid_argument(case: str) -> None:
     assert "malformed" in str(error.message) and what in str(error.message), error.message
 
 
+def test_deployment_answers_session_garbage_on_the_attempt_it_names() -> None:
+    """On a Session, garbage that names its attempt (stream_id) fails that attempt with
+    Closed(INVALID_ARGUMENT), and the session goes on: a good Start after it runs; garbage
+    that names none fails the session."""
+    async def go() -> tuple[list[pb.DeploymentMessage], GRPCError]:
+        server = DeploymentServer(APP)
+        port = await server.start("127.0.0.1", 0)
+        channel = Channel("127.0.0.1", port, codec=RawCodec())
+        answers: list[pb.DeploymentMessage] = []
+        try:
+            # The refusal ends the call: its status is raised while reading, or (when the
+            # reset that follows it is processed first) when the call ends.
+            with pytest.raises(GRPCError) as info:
+                async with channel.request(SESSION_PATH, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
+                    await stream.send_message(bytes(pb.RuntimeMessage(stream_id=7)) + b"\x0a\x05\x10\x05")
+                    good = pb.RuntimeMessage.parse(_start())
+                    good.stream_id = 8
+                    await stream.send_message(bytes(good))
+                    answers = [decode(await stream.recv_message(), pb.DeploymentMessage) for _ in range(2)]
+                    await stream.send_message(b"\x0a\x05\x10\x05")  # no stream_id
+                    try:
+                        await stream.recv_message()
+                        await stream.recv_trailing_metadata()
+                    except StreamTerminatedError:
+                        await stream.cancel()
+            return answers, info.value
+        finally:
+            channel.close()
+            await server.shutdown(grace=1.0)
+
+    answers, error = asyncio.run(asyncio.wait_for(go(), 20))
+    by_id = {a.stream_id: a for a in answers}
+    closed = by_id[7].closed
+    assert closed is not None and closed.code == Status.INVALID_ARGUMENT.value, by_id
+    assert "malformed" in closed.message and "RuntimeMessage.start" in closed.message, closed
+    assert by_id[8].end is not None, by_id  # the good attempt ran to its End
+    assert error.status == Status.INVALID_ARGUMENT and "stream_id" in str(error.message), error
+
+
 class GarbageDeployment(FakeDeployment):
     """tests/runtime's fake deployment (one object `Fake/run`, 3 attempts), answering every
-    Start with `reply`: bytes that are not a DeploymentMessage."""
+    Start with `garbage`: bytes that are not a DeploymentMessage (on a Session, after the
+    attempt's stream_id, which names the attempt they fail)."""
 
-    def __init__(self, reply: bytes) -> None:
-        super().__init__(lambda start: pb.Flush())
-        self.reply = reply
+    def __init__(self, garbage: bytes, version: int = 1) -> None:
+        super().__init__(lambda start: pb.Flush(), version)
+        self.garbage = garbage
+
+    def reply(self, stream_id: int, start: pb.Start) -> bytes:
+        return bytes(pb.DeploymentMessage(stream_id=stream_id)) + self.garbage
 
     async def _invoke(self, stream: Any) -> None:
         first = await stream.recv_message()
         self.starts.append(first.start)
         stream._codec = RawCodec()  # the garbage as it is, on this stream only
-        await stream.send_message(self.reply)
+        await stream.send_message(self.garbage)
         while await stream.recv_message() is not None:
             pass
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("case", ["oneof-member-as-varint", "truncated-value"])
-def test_garbage_from_a_deployment_fails_the_attempt(make_server, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_garbage_from_a_deployment_fails_the_attempt(make_server, case: str, version: int) -> None:  # type: ignore[no-untyped-def]
     """End to end, through a real runtime: every attempt fails with the error logged and
     the retry policy ends the invocation. Before: an AttributeError deep in the runtime;
-    and for the truncated End, a success with a truncated output."""
+    and for the truncated End, a success with a truncated output. On a Session, the
+    garbage fails the attempt it names, not the session."""
     data, what = REGRESSIONS[case]
     server = runtime(make_server)
-    fake = GarbageDeployment(data).start()
+    fake = GarbageDeployment(data, version).start()
     try:
         register(server, fake)  # type: ignore[arg-type]
         resp = server.post("/Fake/k1/run", "x", timeout=20)
@@ -401,6 +447,7 @@ def test_garbage_from_a_deployment_fails_the_attempt(make_server, case: str) -> 
         assert "failed after 3 attempts" in message and "sent a malformed message" in message, message
         assert what in message, message
         assert "ERROR stead.remote" in server.log() and len(fake.starts) == 3
+        assert fake.sessions == (1 if version == 2 else 0)
     finally:
         fake.close()
 
@@ -413,7 +460,7 @@ def _one_input(data: bytes) -> None:
 
 # Whose code atheris instruments for coverage: the decoders and what reads their messages
 # (`atheris.instrument_all` would take a minute and a half over every module loaded).
-INSTRUMENTED = ("betterproto2", "pysdk._deployment", "pysdk._proto", "runtime.remote", __name__)
+INSTRUMENTED = ("betterproto2", "pysdk._deployment", "pysdk._proto", "runtime.remote", "runtime.sessions", __name__)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

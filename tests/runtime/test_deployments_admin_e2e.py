@@ -418,8 +418,8 @@ def test_an_unsigned_invoke_runs_nothing_and_is_retried(procs, keys, effects_dir
         server.post("/Timers/stamp", "unsigned", headers={"idempotency-key": "one"}, timeout=3.0)
     # Refused by the deployment before anything ran, more than once (retried), and the
     # runtime says why.
-    wait_until(lambda: dep.log().count("refused /stead.deployment.v1.Deployment/Invoke") >= 2,
-               what="the deployment refusing the retried Invoke")
+    wait_until(lambda: dep.log().count("refused /stead.deployment.v1.Deployment/Session") >= 2,
+               what="the deployment refusing the retried attempt's Session")
     assert "the request is not signed" in dep.log()
     wait_until(lambda: "UNAUTHENTICATED" in server.log(), what="the refusal in the runtime's log")
     assert "retrying" in server.log()

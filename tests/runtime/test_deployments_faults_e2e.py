@@ -22,6 +22,7 @@ import pytest
 from grpclib.const import Cardinality, Handler
 from grpclib.server import Server
 
+from pysdk._deployment.wire import StrictCodec
 from pysdk._entries import CALL, RUN, SET_STATE
 from pysdk._ids import child_invocation_id
 from pysdk._proto.stead.deployment import v1 as pb
@@ -32,6 +33,7 @@ REMOTE_APP = "tests.apps.remoteapp:application"
 LOCAL_APP = "tests.apps.remoteapp:local_app"
 DISCOVER_PATH = "/stead.deployment.v1.Deployment/Discover"
 INVOKE_PATH = "/stead.deployment.v1.Deployment/Invoke"
+SESSION_PATH = "/stead.deployment.v1.Deployment/Session"
 
 
 @pytest.fixture
@@ -221,13 +223,16 @@ def test_remote_wait_longer_than_inactivity_timeout_suspends(make_server, deploy
 
 class FakeDeployment:
     """A deployment in the test process (grpclib, its own thread and loop): discovery
-    answers one object `Fake/run`; every Invoke attempt answers Start with one given
-    Flush, then records what the runtime sends until the stream ends."""
+    answers one object `Fake/run`; every attempt answers Start with one given Flush, then
+    records what the runtime sends until the stream ends. `version` 1: an Invoke stream
+    per attempt; 2: attempts on a Session (the runtime's choice when it is offered)."""
 
-    def __init__(self, flush: Callable[[pb.Start], pb.Flush]) -> None:
+    def __init__(self, flush: Callable[[pb.Start], pb.Flush], version: int = 1) -> None:
         self.flush = flush
+        self.version = version
         self.starts: list[pb.Start] = []
         self.received: list[str] = []
+        self.sessions = 0  # Session calls opened
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
@@ -238,13 +243,14 @@ class FakeDeployment:
         return {
             DISCOVER_PATH: Handler(self._discover, Cardinality.UNARY_UNARY, pb.DiscoverRequest, pb.DiscoverResponse),
             INVOKE_PATH: Handler(self._invoke, Cardinality.STREAM_STREAM, pb.RuntimeMessage, pb.DeploymentMessage),
+            SESSION_PATH: Handler(self._session, Cardinality.STREAM_STREAM, bytes, bytes),
         }
 
     async def _discover(self, stream: Any) -> None:
         await stream.recv_message()
         retry = pb.RetryPolicy(initial_interval_ms=300, max_interval_ms=300, max_attempts=3, on_max_attempts="KILL")
         await stream.send_message(pb.DiscoverResponse(
-            min_protocol_version=1, max_protocol_version=1, sdk="fake 0",
+            min_protocol_version=1, max_protocol_version=self.version, sdk="fake 0",
             services=[pb.ServiceInfo(name="Fake", type="object",
                                      options=pb.Options(retry_policy=retry, journal_retention_ms=600_000),
                                      handlers=[pb.HandlerInfo(name="run", kind="exclusive")])]))
@@ -259,11 +265,26 @@ class FakeDeployment:
                 return
             self.received.append(betterproto2.which_one_of(msg, "message")[0])
 
+    async def _session(self, stream: Any) -> None:
+        assert self.version >= 2, "the runtime opened a Session on a version-1 deployment"
+        self.sessions += 1
+        while (data := await stream.recv_message()) is not None:
+            msg = pb.RuntimeMessage.parse(data)
+            if msg.start is None:
+                self.received.append(betterproto2.which_one_of(msg, "message")[0])
+                continue
+            self.starts.append(msg.start)
+            await stream.send_message(self.reply(msg.stream_id, msg.start))
+
+    def reply(self, stream_id: int, start: pb.Start) -> bytes:
+        """The first answer to a Start on a Session."""
+        return bytes(pb.DeploymentMessage(stream_id=stream_id, flush=self.flush(start)))
+
     def start(self) -> FakeDeployment:
         self._thread.start()
 
         async def up() -> int:
-            self._server = server = Server([self])
+            self._server = server = Server([self], codec=StrictCodec())
             factory = server._protocol_factory
 
             def tracked():  # type: ignore[no-untyped-def]
@@ -336,11 +357,12 @@ MALFORMED = {
 }
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("case", list(MALFORMED))
-def test_malformed_flush_fails_the_attempt(make_server, effects_dir, case) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_flush_fails_the_attempt(make_server, effects_dir, case, version) -> None:  # type: ignore[no-untyped-def]
     flush, error = MALFORMED[case]
     server = runtime(make_server)
-    fake = FakeDeployment(flush).start()
+    fake = FakeDeployment(flush, version).start()
     try:
         register(server, fake)  # type: ignore[arg-type]
         resp = server.post("/Fake/k6/run", "x", timeout=20)
@@ -354,8 +376,11 @@ def test_malformed_flush_fails_the_attempt(make_server, effects_dir, case) -> No
         inv_id = fake.starts[0].invocation_id
         # Every retry started from an empty journal and no state: the flush was never committed,
         assert all(list(s.journal) == [] and list(s.state) == [] for s in fake.starts), fake.starts
-        # never acknowledged,
+        # never acknowledged (on a Session, each attempt was stopped instead),
         assert "ack" not in fake.received, fake.received
+        if version == 2:
+            wait_until(lambda: fake.received.count("stop") == 3, what=f"three Stops, not {fake.received}")
+        assert set(fake.received) <= {"stop"}, fake.received
         # and nothing of it is on disk; no callee was started.
         journal = read_disk(server.data_dir, lambda d: d.journal(inv_id))
         assert all(e.kind not in (EntryKind.RUN, EntryKind.SET_STATE, EntryKind.CALL) for e in journal), journal
@@ -383,7 +408,8 @@ def test_an_oversized_message_fails_the_attempt_with_a_clear_error(make_server, 
     errors = wait_until(lambda: [line for line in server.log().splitlines()
                                  if " ERROR " in line and "over the limit of 4096" in line][1:],
                         what="two attempts refused for their size")
-    assert "sent a message of 20010 bytes" in errors[0], errors
+    # The End: 20,000 bytes of output, its framing and the Session's stream id.
+    assert "sent a message of 20012 bytes" in errors[0], errors
     assert "retrying in" in server.log()
     # Each retry replayed the journaled step instead of running it again, and nothing of the
     # oversized End was journaled: the step ran once.

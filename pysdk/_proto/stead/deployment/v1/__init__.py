@@ -8,6 +8,7 @@ __all__ = (
     "Await",
     "Cancel",
     "Child",
+    "Closed",
     "Completion",
     "DeploymentBase",
     "DeploymentMessage",
@@ -162,6 +163,22 @@ default_message_pool.register_message("stead.deployment.v1", "Child", Child)
 
 
 @dataclass(eq=False, repr=False)
+class Closed(betterproto2.Message):
+    """
+    On a Session: the attempt ended without End (what the end of an Invoke stream
+    tells, with its status): `code` 0 (OK) after a Stop or a requested replay, else
+    the gRPC status code and message an Invoke stream would have failed with.
+    """
+
+    code: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    message: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("stead.deployment.v1", "Closed", Closed)
+
+
+@dataclass(eq=False, repr=False)
 class Completion(betterproto2.Message):
     """
     The completion of the awaited entry `index`: a value, or a failure (code != 0).
@@ -207,6 +224,15 @@ class DeploymentMessage(betterproto2.Message):
     end: "End | None" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, optional=True, group="message"
     )
+
+    closed: "Closed | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True, group="message"
+    )
+
+    stream_id: "int" = betterproto2.field(15, betterproto2.TYPE_UINT64)
+    """
+    The attempt this message belongs to, on a Session (0 and unused on Invoke).
+    """
 
 
 default_message_pool.register_message(
@@ -600,6 +626,11 @@ class RuntimeMessage(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, optional=True, group="message"
     )
 
+    stream_id: "int" = betterproto2.field(15, betterproto2.TYPE_UINT64)
+    """
+    The attempt this message belongs to, on a Session (0 and unused on Invoke).
+    """
+
 
 default_message_pool.register_message(
     "stead.deployment.v1", "RuntimeMessage", RuntimeMessage
@@ -718,7 +749,8 @@ default_message_pool.register_message("stead.deployment.v1", "Stop", Stop)
 class DeploymentStub(betterproto2_grpclib.ServiceStub):
     """
     Protocol versions (pysdk/_deployment: PROTOCOL_VERSION), bumped on any change a peer
-    of the previous version cannot handle. 1: this file.
+    of the previous version cannot handle. 1: Invoke. 2: Session (and Closed,
+    stream_id), beside Invoke.
 
     What a deployment serves.
     """
@@ -749,9 +781,35 @@ class DeploymentStub(betterproto2_grpclib.ServiceStub):
         deadline: "Deadline | None" = None,
         metadata: "MetadataLike | None" = None,
     ) -> "AsyncIterator[DeploymentMessage]":
+        """
+        Protocol version 1: one attempt per stream.
+        """
 
         async for response in self._stream_stream(
             "/stead.deployment.v1.Deployment/Invoke",
+            messages,
+            RuntimeMessage,
+            DeploymentMessage,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def session(
+        self,
+        messages: "AsyncIterable[RuntimeMessage] | Iterable[RuntimeMessage]",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "AsyncIterator[DeploymentMessage]":
+        """
+        Protocol version 2: many attempts per stream, told apart by `stream_id`.
+        """
+
+        async for response in self._stream_stream(
+            "/stead.deployment.v1.Deployment/Session",
             messages,
             RuntimeMessage,
             DeploymentMessage,
@@ -765,7 +823,8 @@ class DeploymentStub(betterproto2_grpclib.ServiceStub):
 class DeploymentBase(betterproto2_grpclib.ServiceBase):
     """
     Protocol versions (pysdk/_deployment: PROTOCOL_VERSION), bumped on any change a peer
-    of the previous version cannot handle. 1: this file.
+    of the previous version cannot handle. 1: Invoke. 2: Session (and Closed,
+    stream_id), beside Invoke.
 
     What a deployment serves.
     """
@@ -777,6 +836,19 @@ class DeploymentBase(betterproto2_grpclib.ServiceBase):
     async def invoke(
         self, messages: "AsyncIterator[RuntimeMessage]"
     ) -> "AsyncIterator[DeploymentMessage]":
+        """
+        Protocol version 1: one attempt per stream.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield DeploymentMessage()
+
+    async def session(
+        self, messages: "AsyncIterator[RuntimeMessage]"
+    ) -> "AsyncIterator[DeploymentMessage]":
+        """
+        Protocol version 2: many attempts per stream, told apart by `stream_id`.
+        """
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield DeploymentMessage()
@@ -799,6 +871,16 @@ class DeploymentBase(betterproto2_grpclib.ServiceBase):
             request,
         )
 
+    async def __rpc_session(
+        self, stream: "grpclib.server.Stream[RuntimeMessage, DeploymentMessage]"
+    ) -> None:
+        request = stream.__aiter__()
+        await self._call_rpc_handler_server_stream(
+            self.session,
+            stream,
+            request,
+        )
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/stead.deployment.v1.Deployment/Discover": grpclib.const.Handler(
@@ -809,6 +891,12 @@ class DeploymentBase(betterproto2_grpclib.ServiceBase):
             ),
             "/stead.deployment.v1.Deployment/Invoke": grpclib.const.Handler(
                 self.__rpc_invoke,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                RuntimeMessage,
+                DeploymentMessage,
+            ),
+            "/stead.deployment.v1.Deployment/Session": grpclib.const.Handler(
+                self.__rpc_session,
                 grpclib.const.Cardinality.STREAM_STREAM,
                 RuntimeMessage,
                 DeploymentMessage,
