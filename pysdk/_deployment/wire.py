@@ -36,7 +36,10 @@ from typing import Any, Optional, TypeVar
 import betterproto2
 from grpclib.encoding.proto import ProtoCodec
 
-__all__ = ["MalformedMessage", "decode", "stream_id_of", "StrictCodec", "STREAM_ID_FIELD"]
+from . import fastproto
+from .fastproto import MalformedMessage  # the one error type of both decoders
+
+__all__ = ["MalformedMessage", "decode", "walk_and_parse", "stream_id_of", "StrictCodec", "STREAM_ID_FIELD"]
 
 M = TypeVar("M", bound=betterproto2.Message)
 
@@ -55,8 +58,6 @@ STREAM_ID_FIELD = 15
 MAX_DEPTH = 32
 
 
-class MalformedMessage(ValueError):
-    """Bytes that are not an encoding of the expected message; the message says where."""
 
 
 class _Field:
@@ -163,8 +164,17 @@ def _packed(data: bytes, pos: int, end: int, field: _Field, what: str) -> None:
 
 
 def decode(data: Any, cls: type[M]) -> M:
-    """The `cls` that `data` encodes; `MalformedMessage` if it is not one."""
+    """The `cls` that `data` encodes; `MalformedMessage` if it is not one. The
+    protocol's own messages are checked and built in one pass (fastproto.py); other
+    classes are walked, then parsed by betterproto2."""
     data = bytes(data)
+    if fastproto.plan(cls) is not None:
+        return fastproto.decode(data, cls)  # type: ignore[no-any-return]
+    return walk_and_parse(data, cls)
+
+
+def walk_and_parse(data: bytes, cls: type[M]) -> M:
+    """`decode` by the walk and betterproto2's parse (what fastproto must agree with)."""
     _walk(data, 0, len(data), cls, 0)
     try:
         return cls.parse(data)

@@ -49,7 +49,8 @@ from pysdk._deployment.convert import (child_from_msg, child_to_msg, completion_
 from pysdk._deployment.discovery import discover
 from pysdk._deployment.server import DISCOVER_PATH, INVOKE_PATH, SESSION_PATH, DeploymentServer
 from pysdk._deployment.stream import Directory
-from pysdk._deployment.wire import MalformedMessage, StrictCodec, decode
+from pysdk._deployment import fastproto
+from pysdk._deployment.wire import MalformedMessage, StrictCodec, decode, walk_and_parse
 from pysdk._entries import CALL, GET_STATE, RUN, SET_STATE, SLEEP
 from pysdk._proto.stead.deployment import v1 as pb
 from pysdk._retry import InvocationRetryPolicy
@@ -188,6 +189,15 @@ def check(data: bytes) -> None:
             assert again == msg, (msg, again)
             _runtime_uses(msg)
             _deployment_uses(msg)
+        # The one-pass decoder (fastproto.py) agrees with the walk and betterproto2's parse.
+        if fastproto.plan(cls) is not None:
+            try:
+                slow = walk_and_parse(data, cls)
+            except MalformedMessage:
+                assert not ok, "fastproto took what the walk refuses"
+            else:
+                assert ok and slow == msg, (slow, msg)
+                assert bytes(msg) == betterproto2.Message.__bytes__(slow)
         # Each peer's own decoder: the same answer, with its own error type.
         if cls in (pb.DeploymentMessage, pb.DiscoverResponse):
             try:
