@@ -24,7 +24,8 @@ fails the attempt with an ordinary error: the retry policy applies and the next
 attempt resumes from the journal, which holds only what was committed.
 
 The barrier (DESIGN.md): every message to the deployment leaves through
-`_deliver` (Start from the stream's task, the rest in order from one sender task),
+`_deliver` (Start from the stream's task, the rest in order from one sender task,
+started with the first of them),
 which first waits until everything the attempt has observed is durable
 (`commits.wait(attempt.observed)`): the eager state of Start, peeked promises,
 and, because they are delivered only after their commit is, completions and acks.
@@ -124,6 +125,8 @@ class RemoteMachine:
         self._closed: Optional[type[BaseException]] = None
         self._out: asyncio.Queue[Optional[pb.RuntimeMessage]] = asyncio.Queue()
         self._task: Optional[asyncio.Task[Any]] = None
+        self._stream: Any = None  # once Start has gone
+        self._sender: Optional[asyncio.Task[None]] = None
         self._suspender: Optional[asyncio.Task[None]] = None
 
     # ---- what the invoker and the Attempt read and call (pysdk Machine's surface) -----
@@ -167,6 +170,7 @@ class RemoteMachine:
     def _send(self, msg: pb.RuntimeMessage) -> None:
         if self._closed is None or msg.stop is not None:
             self._out.put_nowait(msg)
+            self._start_sender()
 
     # ---- the stream ------------------------------------------------------------------
 
@@ -188,7 +192,6 @@ class RemoteMachine:
             raise
 
     async def _converse(self, outcome: "asyncio.Future[bytes]") -> None:
-        sender: Optional[asyncio.Task[None]] = None
         try:
             async with self.invoker.remote_channels.open(self.dep) as stream:
                 # Start leaves at once (through the barrier, as every message does); what
@@ -202,7 +205,9 @@ class RemoteMachine:
                     # UNAUTHENTICATED, say) and reset the stream: its status, which the
                     # receiver reads next, is what tells the attempt's failure, not this.
                     log.debug("deployment %s: sending Start failed: %r", self.dep.id, exc)
-                sender = asyncio.create_task(self._sender(stream))
+                self._stream = stream
+                if not self._out.empty():
+                    self._start_sender()
                 try:
                     self._settle(outcome, await self._receive(stream))
                 except grpclib.exceptions.StreamTerminatedError as exc:
@@ -210,14 +215,7 @@ class RemoteMachine:
                 except BaseException as exc:  # noqa: BLE001 - settled here, teardown below
                     self._settle(outcome, None, exc)
                 finally:
-                    # End our side of the stream (grpclib requires it before the call ends).
-                    self._out.put_nowait(None)
-                    if not sender.done():
-                        await asyncio.wait((sender,), timeout=5.0)
-                    if sender.done() and not sender.cancelled() and sender.exception() is not None:
-                        # The stream failed under the sender too (e.g. reset after a refusal):
-                        # the receiver's error is the one that tells what happened.
-                        log.debug("deployment %s: sending failed: %r", self.dep.id, sender.exception())
+                    await self._end_stream(stream)
         except BaseException as exc:  # noqa: BLE001 - the outcome, unless settled already
             if outcome.done():
                 if not isinstance(exc, asyncio.CancelledError):
@@ -226,8 +224,36 @@ class RemoteMachine:
                 self._settle(outcome, None, exc)
         finally:
             self._stop_suspender()
+            sender = self._sender
             if sender is not None and not sender.done():
                 sender.cancel()
+
+    async def _end_stream(self, stream: Any) -> None:
+        """End our side of the stream (grpclib requires it of an Invoke stream before the
+        call ends) after whatever is queued for it; without a sender (nothing was sent after
+        Start, as for most invocations), at once."""
+        sender = self._sender
+        if sender is None and self._out.empty():
+            try:
+                await stream.end()
+            except Exception:  # noqa: BLE001 - the deployment already closed the stream
+                pass
+            return
+        self._out.put_nowait(None)
+        self._start_sender()
+        sender = self._sender
+        assert sender is not None
+        if not sender.done():
+            await asyncio.wait((sender,), timeout=5.0)
+        if sender.done() and not sender.cancelled() and sender.exception() is not None:
+            # The stream failed under the sender too (e.g. reset after a refusal):
+            # the receiver's error is the one that tells what happened.
+            log.debug("deployment %s: sending failed: %r", self.dep.id, sender.exception())
+
+    def _start_sender(self) -> None:
+        """The task that sends what follows Start, in order, started with the first of it."""
+        if self._sender is None and self._stream is not None:
+            self._sender = asyncio.get_running_loop().create_task(self._sending(self._stream))
 
     def _settle(self, outcome: "asyncio.Future[bytes]", output: Optional[bytes],
                 exc: Optional[BaseException] = None) -> None:
@@ -277,7 +303,7 @@ class RemoteMachine:
             cancelled=inv.cancel_requested, idempotency_key=inv.idempotency_key,
             directory=self.invoker.directory.bytes())
 
-    async def _sender(self, stream: Any) -> None:
+    async def _sending(self, stream: Any) -> None:
         while True:
             msg = await self._out.get()
             if msg is None:

@@ -7,9 +7,10 @@ attempt, which is most of what a short remote invocation costs on the wire.
 
 `DeploymentSession.run` reads the runtime's messages and hands each to its attempt:
 a Start with a new `stream_id` starts one (`stream.InvokeStream`, exactly as on an
-Invoke stream, over a `SubStream` that looks like one); anything else goes to the
-attempt's inbox, and is dropped if the attempt has ended already (a Completion or a
-Stop that crossed its End). An attempt that ends without End tells the runtime with
+Invoke stream, over a `SubStream` that looks like one); anything else is handed to
+the attempt's backend as it comes (no reader task per attempt, as an Invoke stream
+needs), and is dropped if the attempt has ended already (a Completion or a Stop that
+crossed its End). An attempt that ends without End tells the runtime with
 Closed: OK (closed by Stop, or a replay asked for), or the status its Invoke stream
 would have failed with (a malformed Start, say).
 
@@ -30,7 +31,8 @@ from grpclib import GRPCError
 from grpclib.const import Status
 
 from .._proto.stead.deployment import v1 as pb
-from .stream import InvokeStream
+from .._errors import Suspended
+from .stream import InvokeStream, StreamBackend, ended
 from .wire import MalformedMessage, decode, stream_id_of
 
 if TYPE_CHECKING:
@@ -55,6 +57,30 @@ class SubStream:
         self.inbox: asyncio.Queue[_Inbox] = asyncio.Queue()
         self.inbox.put_nowait(start)
         self.ended = False  # End or Closed sent: nothing more goes out
+        self.backend: Optional[StreamBackend] = None
+
+    def put(self, item: _Inbox) -> None:
+        """A message of the runtime for this attempt (None: the session ended; an
+        exception: a message that could not be decoded)."""
+        backend = self.backend
+        if backend is None:
+            self.inbox.put_nowait(item)  # Start is still being read
+        elif item is None:
+            backend.close(Suspended)
+        elif isinstance(item, BaseException):
+            ended(backend, item)
+        else:
+            try:
+                backend.deliver(item)
+            except GRPCError as exc:
+                ended(backend, exc)
+
+    def attach(self, backend: StreamBackend) -> None:
+        """From now on, hand the runtime's messages to `backend` as they come (no reader
+        task): first those that came while Start was read."""
+        self.backend = backend
+        while not self.inbox.empty():
+            self.put(self.inbox.get_nowait())
 
     async def send_initial_metadata(self) -> None:
         return None
@@ -111,7 +137,7 @@ class DeploymentSession:
             # Ended or broken: every attempt still on it is dropped (resumed by replay).
             self.over = True
             for sub in list(self.subs.values()):
-                sub.inbox.put_nowait(None)
+                sub.put(None)
             for task in list(self.tasks):
                 attempt = getattr(task, "attempt", None)
                 if attempt is not None:
@@ -129,13 +155,13 @@ class DeploymentSession:
             sub = self.subs.get(stream_id)
             log.warning("stream %d: the runtime sent a malformed message: %s", stream_id, exc)
             if sub is not None:
-                sub.inbox.put_nowait(exc)
+                sub.put(exc)
             else:
                 self._refuse(stream_id, Status.INVALID_ARGUMENT, f"a malformed message: {exc}")
             return
         sub = self.subs.get(stream_id)
         if sub is not None:
-            sub.inbox.put_nowait(msg)
+            sub.put(msg)
         elif msg.start is not None:
             self._begin(stream_id, msg)
         # else: for an attempt that has ended (a Completion or Stop that crossed its end)

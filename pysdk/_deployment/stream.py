@@ -78,7 +78,7 @@ if TYPE_CHECKING:
 
     from .._app import App
 
-__all__ = ["InvokeStream", "Killed", "StreamBackend", "Directory"]
+__all__ = ["InvokeStream", "Killed", "StreamBackend", "Directory", "ended"]
 
 log = logging.getLogger("stead.deployment")
 
@@ -350,7 +350,12 @@ class InvokeStream:
         backend.machine = machine
         loop = asyncio.get_running_loop()
         task = backend.task = loop.create_task(self._attempt(spec, machine, value))
-        reader = loop.create_task(self._read(backend))
+        # A Session's SubStream hands the runtime's messages over as they come (`attach`);
+        # an Invoke stream is read by a task of its own.
+        attach = getattr(stream, "attach", None)
+        reader = None if attach is not None else loop.create_task(self._read(backend))
+        if attach is not None:
+            attach(backend)
         try:
             await asyncio.wait((task,))
         except asyncio.CancelledError:
@@ -359,11 +364,12 @@ class InvokeStream:
             await asyncio.wait((task,))
             raise
         finally:
-            reader.cancel()
-            try:
-                await reader
-            except BaseException:  # noqa: BLE001 - its end is of no interest any more
-                pass
+            if reader is not None:
+                reader.cancel()
+                try:
+                    await reader
+                except BaseException:  # noqa: BLE001 - its end is of no interest any more
+                    pass
             machine.attempt_ended()
         if task.cancelled():
             return
@@ -423,10 +429,18 @@ class InvokeStream:
                 backend.deliver(msg)
         except asyncio.CancelledError:
             raise
-        except GRPCError as exc:
-            log.warning("invocation %s: %s", backend.start.invocation_id, exc.message)
-        except MalformedMessage as exc:
-            log.warning("invocation %s: the runtime sent a malformed message: %s", backend.start.invocation_id, exc)
-        except Exception as exc:  # noqa: BLE001 - a broken stream
-            log.info("invocation %s: the stream broke: %r", backend.start.invocation_id, exc)
+        except Exception as exc:  # noqa: BLE001 - a protocol error or a broken stream
+            ended(backend, exc)
+            return
         backend.close(Suspended)
+
+
+def ended(backend: StreamBackend, exc: BaseException) -> None:
+    """A protocol error, or a broken stream, ends the attempt (logged)."""
+    if isinstance(exc, GRPCError):
+        log.warning("invocation %s: %s", backend.start.invocation_id, exc.message)
+    elif isinstance(exc, MalformedMessage):
+        log.warning("invocation %s: the runtime sent a malformed message: %s", backend.start.invocation_id, exc)
+    else:
+        log.info("invocation %s: the stream broke: %r", backend.start.invocation_id, exc)
+    backend.close(Suspended)
