@@ -162,8 +162,15 @@ class Session:
             await asyncio.shield(self._opened)
         if self._failure is not None:
             raise self._failure
+        # A message leaves whole even if the attempt sending it is cancelled meanwhile
+        # (killed, shut down): grpclib sends one larger than the flow-control window in
+        # frames, waiting for the window in between, and half a message would make the
+        # rest of the stream garbage for every attempt on the session.
+        await asyncio.shield(self._write(data))
+
+    async def _write(self, data: bytes) -> None:
         assert self._stream is not None
-        async with self._send_lock:  # one message at a time: grpclib may split one into frames
+        async with self._send_lock:  # one message at a time, in the order sent
             await self._stream.send_message(data)
 
     def send_soon(self, data: bytes) -> None:

@@ -120,9 +120,14 @@ class DeploymentSession:
         self._send_lock = asyncio.Lock()
 
     async def send(self, data: bytes) -> None:
-        # One writer at a time: grpclib may split a message into frames while it waits
-        # for the flow-control window, and two messages must not interleave.
-        async with self._send_lock:
+        # A message leaves whole even if the attempt sending it is cancelled meanwhile
+        # (closed by Stop): grpclib sends one larger than the flow-control window in
+        # frames, waiting for the window in between, and half a message would make the
+        # rest of the stream garbage for every attempt on the session.
+        await asyncio.shield(self._write(data))
+
+    async def _write(self, data: bytes) -> None:
+        async with self._send_lock:  # one writer at a time: messages must not interleave
             await self.stream.send_message(data)
 
     async def run(self) -> None:
