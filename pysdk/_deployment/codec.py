@@ -36,5 +36,5 @@ def direct_defaults(module: ModuleType) -> list[type]:
     for cls in classes:
         cls._get_field_default = _field_default  # type: ignore[method-assign]
         if fastproto.plan(cls) is not None:
-            cls.__bytes__ = fastproto.encode  # type: ignore[method-assign]
+            cls.__bytes__ = fastproto.encode  # type: ignore[method-assign, assignment]
     return classes

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Optional
 
-__all__ = ["Plan", "plan", "encode", "decode"]
+__all__ = ["Plan", "plan", "encode", "decode", "read_value", "MalformedMessage"]
 
 _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 _FIXED_SIZE = {_FIXED64: 8, _FIXED32: 4}
@@ -56,7 +56,7 @@ class _Field:
         self.repeated = bool(meta.repeated)
         self.group = meta.group
         self.sub: Optional[Plan] = sub if kind == _MSG else None
-        self.enum = sub if kind == _ENUM else None
+        self.enum: Any = sub if kind == _ENUM else None
         self.default = default
         # a packed repeated scalar is length-delimited
         self.tag = _varint_bytes(meta.number << 3 | (_LEN if self.repeated else self.wire))
@@ -65,7 +65,7 @@ class _Field:
 class Plan:
     __slots__ = ("cls", "name", "fields", "by_number", "template", "lists")
 
-    def __init__(self, cls: type, fields: list[_Field]) -> None:
+    def __init__(self, cls: Any, fields: list[_Field]) -> None:
         self.cls = cls
         self.name = cls.__name__
         self.fields = fields
@@ -163,7 +163,7 @@ def _encode_sub(msg: Any, p: Optional[Plan]) -> bytes:
 
 def encode(msg: Any) -> bytes:
     """`bytes(msg)` as betterproto2 writes it (the class must have a plan)."""
-    p = plan(type(msg))
+    p = plan(type(msg))  # type: ignore[arg-type]
     assert p is not None, type(msg)
     out = bytearray()
     _encode(msg, p, out)
@@ -186,6 +186,26 @@ def _varint(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
         shift += 7
         if shift > 63:
             raise MalformedMessage(f"{what}: a varint longer than 10 bytes")
+
+
+def read_value(data: bytes, pos: int, end: int, wire: int, what: str) -> tuple[int, int, int, int]:
+    """The value of a field whose key ended at `pos`, checked against `end` (wire.py's walk
+    reads fields with it too): (its varint, or 0; where its bytes start and stop; where the
+    next field starts)."""
+    if wire == _VARINT:
+        value, pos = _varint(data, pos, end, what)
+        return value, pos, pos, pos
+    if wire == _LEN:
+        n, start = _varint(data, pos, end, what)
+        if n > end - start:
+            raise MalformedMessage(f"{what}: {n} bytes claimed, {end - start} left in the message")
+        return 0, start, start + n, start + n
+    size = _FIXED_SIZE.get(wire)
+    if size is None:
+        raise MalformedMessage(f"{what}: wire type {wire} (groups and types 6, 7 are not used)")
+    if pos + size > end:
+        raise MalformedMessage(f"{what}: a fixed-size value runs past the end")
+    return 0, pos, pos + size, pos + size
 
 
 def _scalar(f: _Field, value: int) -> Any:
@@ -224,21 +244,7 @@ def _decode(data: bytes, pos: int, end: int, p: Plan, depth: int) -> Any:
             raise MalformedMessage(f"{p.name}: field number 0")
         f = by_number.get(number)
         what = f.what if f is not None else f"{p.name} field {number}"
-        if wire == _VARINT:
-            value, pos = _varint(data, pos, end, what)
-            start = stop = pos
-        elif wire == _LEN:
-            n, start = _varint(data, pos, end, what)
-            if n > end - start:
-                raise MalformedMessage(f"{what}: {n} bytes claimed, {end - start} left in the message")
-            pos = stop = start + n
-        elif wire in _FIXED_SIZE:
-            start, pos = pos, pos + _FIXED_SIZE[wire]
-            if pos > end:
-                raise MalformedMessage(f"{what}: a fixed-size value runs past the end")
-            stop = pos
-        else:
-            raise MalformedMessage(f"{what}: wire type {wire} (groups and types 6, 7 are not used)")
+        value, start, stop, pos = read_value(data, pos, end, wire, what)
         if f is None:
             unknown += data[key_start:pos]  # as it came, as betterproto2 keeps it
             continue

@@ -37,7 +37,7 @@ import betterproto2
 from grpclib.encoding.proto import ProtoCodec
 
 from . import fastproto
-from .fastproto import MalformedMessage  # the one error type of both decoders
+from .fastproto import MalformedMessage, _varint, read_value  # one error type, one field reader
 
 __all__ = ["MalformedMessage", "decode", "walk_and_parse", "stream_id_of", "StrictCodec", "STREAM_ID_FIELD"]
 
@@ -89,21 +89,6 @@ def _schema(cls: type) -> dict[int, _Field]:
     return fields
 
 
-def _varint(data: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end:
-            raise MalformedMessage(f"{what}: a varint runs past the end")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise MalformedMessage(f"{what}: a varint longer than 10 bytes")
-
-
 def _walk(data: bytes, pos: int, end: int, cls: type, depth: int) -> None:
     """Check the encoding of one `cls` in data[pos:end] (see the module docstring)."""
     if depth > MAX_DEPTH:
@@ -117,21 +102,7 @@ def _walk(data: bytes, pos: int, end: int, cls: type, depth: int) -> None:
         what = field.name if field is not None else f"{cls.__name__} field {number}"
         if number == 0:
             raise MalformedMessage(f"{cls.__name__}: field number 0")
-        if wire == _VARINT:
-            _, pos = _varint(data, pos, end, what)
-            start = stop = pos
-        elif wire == _LEN:
-            n, start = _varint(data, pos, end, what)
-            if n > end - start:
-                raise MalformedMessage(f"{what}: {n} bytes claimed, {end - start} left in the message")
-            pos = stop = start + n
-        elif wire in _FIXED_SIZE:
-            start, pos = pos, pos + _FIXED_SIZE[wire]
-            if pos > end:
-                raise MalformedMessage(f"{what}: a fixed-size value runs past the end")
-            stop = pos
-        else:
-            raise MalformedMessage(f"{what}: wire type {wire} (groups and types 6, 7 are not used)")
+        _, start, stop, pos = read_value(data, pos, end, wire, what)
         if field is None:
             continue  # an unknown field, skipped (kept by betterproto2 as unknown)
         if field.group is not None:
