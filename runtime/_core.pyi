@@ -300,6 +300,11 @@ class Store:
         or the store was closed first."""
     def groups_written(self) -> int:
         """Group commits written so far (one WriteBatch and one WAL sync each)."""
+    def memory_usage(self) -> list[tuple[str, int]]:
+        """RocksDB's memory in bytes by kind, from its properties: "memtables" (every table's
+        active, immutable and pinned memtables; bounded together at 64 MiB), "table_readers"
+        (table readers' memory outside the block cache), "block_cache" (the shared cache,
+        bounded at 32 MiB, index and filter blocks included) and "block_cache_pinned"."""
 
     # Admission: per-key exclusivity with a durable inbox.
     def admit(self, inv: Invocation, persist: bool = False) -> tuple[bool, int]:

@@ -55,6 +55,10 @@ What each metric measures:
   stead_timers_pending  timer rows (sleeps, retries, delayed sends; `Store.count_timers`, if offered)
   stead_state_cache_hits_total / _misses_total   lookups of a key's state in the cache
   stead_state_cache_keys / stead_state_cache_bytes  what the cache holds
+  stead_rocksdb_memory_bytes{kind}  RocksDB's memory from its properties (`Store.memory_usage`,
+      if the core has it): memtables, table_readers, block_cache, block_cache_pinned (the
+      last is part of block_cache); the process's resident memory beyond these is Python's
+      and the allocator's
 """
 
 from __future__ import annotations
@@ -243,6 +247,13 @@ class Metrics:
             timers = _count_timers(store)
             if timers is not None:
                 yield _gauge("stead_timers_pending", "Timers pending (sleeps, retries, delayed sends)", timers)
+
+        if groups is not None and hasattr(store, "memory_usage"):
+            rocksdb = GaugeMetricFamily("stead_rocksdb_memory_bytes", "RocksDB's memory by kind (its properties)",
+                                        labels=["kind"])
+            for kind, n in store.memory_usage():
+                rocksdb.add_metric([kind], n)
+            yield rocksdb
 
         cache = invoker.cache
         yield _counter("stead_state_cache_hits", "Lookups of a key's state found in the cache", cache.hits)

@@ -41,7 +41,7 @@ import anyio
 import uvicorn
 
 from pysdk._app import App
-from runtime import _core, logs, schedules
+from runtime import _core, allocator, logs, schedules
 from runtime.admin import Admin, Router
 from runtime.admin import error_body as admin_error_body
 from runtime.commits import Commits
@@ -347,6 +347,8 @@ async def _purge_loop(invoker: Invoker, retention_s: float) -> None:
 def run(config: ServerConfig) -> None:
     import uvloop
 
+    # Before RocksDB and the worker threads allocate anything (runtime/allocator.py).
+    allocator.tune()
     logs.configure(config.log_level, config.log_format)
     app = load_app(config.target)
     # uvicorn captures SIGINT/SIGTERM while serving and re-raises them when it returns,

@@ -207,6 +207,23 @@ impl Db {
         self.db.cf_handle(cf.name()).expect("column family opened at start")
     }
 
+    /// RocksDB's own memory, in bytes, from its properties (read-only, for the metrics):
+    /// the memtables of every table (active, immutable and pinned; bounded together by
+    /// WRITE_BUFFERS_BYTES), the table readers kept outside the block cache, and the
+    /// shared block cache (bounded by BLOCK_CACHE_BYTES) with what is pinned in it.
+    pub fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        let sum = |name: &str| -> u64 {
+            Cf::ALL.iter().filter_map(|&cf| self.db.property_int_value_cf(self.cf(cf), name).ok().flatten()).sum()
+        };
+        let one = |name: &str| self.db.property_int_value_cf(self.cf(Cf::Meta), name).ok().flatten().unwrap_or(0);
+        vec![
+            ("memtables", sum("rocksdb.size-all-mem-tables")),
+            ("table_readers", sum("rocksdb.estimate-table-readers-mem")),
+            ("block_cache", one("rocksdb.block-cache-usage")),
+            ("block_cache_pinned", one("rocksdb.block-cache-pinned-usage")),
+        ]
+    }
+
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_pinned_cf_opt(self.cf(cf), key, &read_options())?.map(|v| v.to_vec()))
     }

@@ -148,6 +148,10 @@ def test_counters_and_histograms_after_a_known_workload(tmp_path: Path) -> None:
         assert value(m, "stead_state_cache_hits_total") == n - 1
         assert value(m, "stead_state_cache_keys") == 1
         assert value(m, "stead_invocations", status="running") == 0
+        # RocksDB's memory, from its properties: the memtables hold what was written.
+        assert value(m, "stead_rocksdb_memory_bytes", kind="memtables") > 0  # type: ignore[operator]
+        for kind in ("table_readers", "block_cache", "block_cache_pinned"):
+            assert value(m, "stead_rocksdb_memory_bytes", kind=kind) is not None
 
         # A second server's metrics (another registry) start from nothing.
         other = scrape(Metrics())
@@ -306,4 +310,5 @@ def test_metrics_over_http_after_a_known_workload(make_server) -> None:  # type:
     terminal = {"service": "Flaky", "handler": "terminal"}
     assert value(m, "stead_invocations_completed_total", **terminal, outcome="failed") == 1
     assert value(m, "stead_commit_groups_total")
+    assert value(m, "stead_rocksdb_memory_bytes", kind="memtables") > 0  # type: ignore[operator]
     assert value(m, "stead_invocations", status="running") == 0

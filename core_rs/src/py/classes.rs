@@ -223,6 +223,13 @@ impl Store {
         Ok(self.get()?.groups_written())
     }
 
+    /// RocksDB's memory by kind, in bytes: memtables, table_readers, block_cache,
+    /// block_cache_pinned (from RocksDB's properties; for the metrics).
+    fn memory_usage(&self, py: Python<'_>) -> PyResult<Vec<(&'static str, u64)>> {
+        let s = self.get()?;
+        Ok(py.detach(move || s.memory_usage()))
+    }
+
     #[pyo3(signature = (inv, persist = false))]
     fn admit(&self, inv: &Bound<'_, Invocation>, persist: bool) -> PyResult<(bool, u64)> {
         Ok(self.get()?.admit(&inv.get().inner, persist)?)

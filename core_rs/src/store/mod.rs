@@ -302,6 +302,11 @@ impl Store {
         self.writer.wait_durable(seq)
     }
 
+    /// RocksDB's memory by kind, in bytes (`Db::memory_usage`).
+    pub fn memory_usage(&self) -> Vec<(&'static str, u64)> {
+        self.db.memory_usage()
+    }
+
     pub fn groups_written(&self) -> u64 {
         self.writer.groups_written()
     }
