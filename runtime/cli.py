@@ -99,10 +99,14 @@ def cli() -> None:
 @click.option("--max-deployment-message", type=Size(), default=64 * 1024 * 1024,
               help="largest protocol message accepted from a deployment, e.g. 64MiB (default); "
                    "a larger one fails the attempt")
+@click.option("--state-cache-keys", type=click.IntRange(min=0), default=ServerConfig.state_cache_keys,
+              show_default=True, help="keys whose state is kept in memory between invocations (least recently used go first)")
+@click.option("--state-cache-size", type=Size(), default=ServerConfig.state_cache_bytes,
+              help="bytes of state values kept in memory, e.g. 32MiB (default)")
 def serve(target: str, data_dir: str, host: str, port: int, admin_host: str, admin_port: int,
           admin_token: str, suspend_after: float, durability: str, always_replay: bool, max_body: int,
           retention: float, log_level: str, log_format: str, otlp_endpoint: str, signing_key: str,
-          max_deployment_message: int) -> None:
+          max_deployment_message: int, state_cache_keys: int, state_cache_size: int) -> None:
     """serve an application's handlers over HTTP
 
     TARGET is MODULE:ATTRIBUTE of the app, e.g. examples.cart:application.
@@ -115,7 +119,7 @@ def serve(target: str, data_dir: str, host: str, port: int, admin_host: str, adm
         suspend_after_s=suspend_after, durability=durability, always_replay=always_replay,
         max_body_bytes=max_body, retention_s=retention, log_level=log_level, signing_key=signing_key,
         max_deployment_message_bytes=max_deployment_message, log_format=log_format, admin_token=admin_token,
-        otlp_endpoint=otlp_endpoint,
+        otlp_endpoint=otlp_endpoint, state_cache_keys=state_cache_keys, state_cache_bytes=state_cache_size,
     )
     ctx = click.get_current_context()
     try:

@@ -24,6 +24,8 @@ class ServerConfig:
     log_level: str = "warning"
     signing_key: str = ""  # PEM file of the ed25519 key that signs requests to deployments
     max_deployment_message_bytes: int = 64 * 1024 * 1024  # larger messages from a deployment fail the attempt
+    state_cache_keys: int = 10_000  # objects' and workflows' state kept in memory: at most this many keys
+    state_cache_bytes: int = 32 * 1024 * 1024  # ... and about this many bytes of values
     log_format: str = "text"  # "text" or "json" (one JSON object per line)
     admin_token: str = ""  # when set, mutating admin requests need "Authorization: Bearer <token>"
     otlp_endpoint: str = ""  # OTLP/HTTP endpoint for traces (e.g. http://127.0.0.1:4318); "" = off

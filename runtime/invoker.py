@@ -40,7 +40,7 @@ from runtime.sessions import Channels, DeploymentError
 from runtime.results import Result, Results
 from runtime.retention import Retention
 from runtime.retry import RetryPolicy
-from runtime.state_cache import StateCache
+from runtime.state_cache import DEFAULT_BYTES, DEFAULT_KEYS, StateCache
 from runtime.state_values import kept_after
 from runtime.watchdog import Aborted, Limits, cancel_stuck, check, limits_for, tick_for
 
@@ -62,7 +62,8 @@ class Invoker:
                  on_storage_failure: Optional[Callable[[BaseException], None]] = None,
                  registry: Optional[Registry] = None,
                  max_deployment_message_bytes: int = 64 * 1024 * 1024,
-                 metrics: Optional[Metrics] = None, tracing: Optional["Tracing"] = None) -> None:
+                 metrics: Optional[Metrics] = None, tracing: Optional["Tracing"] = None,
+                 state_cache: tuple[int, int] = (DEFAULT_KEYS, DEFAULT_BYTES)) -> None:
         self.store = store
         # Every service served: the app's, and the registered deployments' (runtime/deployments.py).
         self.app: App = registry.catalog if registry is not None else app
@@ -73,7 +74,7 @@ class Invoker:
         if registry is not None:
             registry.on_change.append(self._catalog_changed)
         self.commits = commits
-        self.cache = StateCache(store)
+        self.cache = StateCache(store, *state_cache)
         self.results = Results(store, commits)
         self.always_replay = always_replay
         self.retry_policy = retry_policy

@@ -118,7 +118,8 @@ async def serve(config: ServerConfig, app: App, *, started: Optional[Callable[[s
     invoker = Invoker(store, app, commits, always_replay=config.always_replay,
                       retry_policy=config.default_retry_policy, suspend_after_s=config.suspend_after_s, on_storage_failure=on_storage_failure,
                       registry=registry, max_deployment_message_bytes=config.max_deployment_message_bytes,
-                      metrics=metrics, tracing=tracing)
+                      metrics=metrics, tracing=tracing,
+                      state_cache=(config.state_cache_keys, config.state_cache_bytes))
     metrics.watch(invoker)
     schedules.install(invoker)  # before recovery, which resumes its ticks
     try:

@@ -312,3 +312,18 @@ def test_metrics_over_http_after_a_known_workload(make_server) -> None:  # type:
     assert value(m, "stead_commit_groups_total")
     assert value(m, "stead_rocksdb_memory_bytes", kind="memtables") > 0  # type: ignore[operator]
     assert value(m, "stead_invocations", status="running") == 0
+
+
+def test_the_state_cache_is_bounded_as_configured(make_server) -> None:  # type: ignore[no-untyped-def]
+    """`stead serve --state-cache-keys N`: at most N keys' state stays in memory, and an
+    evicted key's state is read back from the store, whole."""
+    server = make_server(extra_args=["--state-cache-keys", "3"]).start()
+    for i in range(10):
+        assert server.post(f"/Cart/k{i}/add", "a").json() == 1
+    m = samples(server.admin("GET", "/metrics").text)
+    assert 1 <= value(m, "stead_state_cache_keys") <= 3  # type: ignore[operator]
+    for i in range(10):  # evicted or not, each key's state is what was written
+        assert server.post(f"/Cart/k{i}/add", "b").json() == 2
+    m = samples(server.admin("GET", "/metrics").text)
+    assert value(m, "stead_state_cache_misses_total") >= 7  # type: ignore[operator]
+    assert value(m, "stead_state_cache_keys") <= 3  # type: ignore[operator]
