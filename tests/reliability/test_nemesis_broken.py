@@ -48,8 +48,12 @@ BREAKS = {
                      {"sagas"}),
     "shared-exclusive": (dict(actions=1, nemesis=("pause",), gap=(1.0, 2.0), mix={"add": 1}),
                          {"exclusive", "acknowledged"}),
+    # State rows hold whole balances: a dropped write is healed by the account's next
+    # successful one, so only an account whose last write before a restart was dropped
+    # shows the loss. With 4 accounts that misses about 0.8^4 per restart (three restarts:
+    # ~7 % of runs, seen once in CI); with 16, about 0.8^16 (three restarts: ~0.002 %).
     "lost-state": (dict(actions=2, nemesis=("kill",), gap=(2.0, 3.0), failpoints="commit.drop_state_write=20%return",
-                        mix={"transfer": 1}),
+                        mix={"transfer": 1}, accounts=16),
                    {"money"}),
 }
 
