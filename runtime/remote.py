@@ -234,6 +234,7 @@ class RemoteMachine:
         Start, as for most invocations), at once."""
         sender = self._sender
         if sender is None and self._out.empty():
+            self._stream = None  # nothing is sent after this (a late close queues its Stop only)
             try:
                 await stream.end()
             except Exception:  # noqa: BLE001 - the deployment already closed the stream
@@ -241,6 +242,7 @@ class RemoteMachine:
             return
         self._out.put_nowait(None)
         self._start_sender()
+        self._stream = None
         sender = self._sender
         assert sender is not None
         if not sender.done():
