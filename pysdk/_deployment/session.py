@@ -142,11 +142,7 @@ class DeploymentSession:
             # Ended or broken: every attempt still on it is dropped (resumed by replay).
             self.over = True
             for sub in list(self.subs.values()):
-                sub.put(None)
-            for task in list(self.tasks):
-                attempt = getattr(task, "attempt", None)
-                if attempt is not None:
-                    attempt.abort()
+                sub.put(None)  # its backend closes the attempt (or Start's reader meets None)
             if self.tasks:
                 await asyncio.wait(list(self.tasks))
 
@@ -178,7 +174,6 @@ class DeploymentSession:
         sub = self.subs[stream_id] = SubStream(self, stream_id, start)
         attempt = InvokeStream(self.service.app, sub)  # type: ignore[arg-type]
         task = asyncio.get_running_loop().create_task(self._attempt(sub, attempt))
-        task.attempt = attempt  # type: ignore[attr-defined]
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
