@@ -20,7 +20,11 @@ into rss.csv of the run directory (seconds since the start, pid, KiB; nothing wh
 server is down), and summed up at the end: first, max, last, and the least-squares
 slope over every sample (MiB/h; across restarts, where each new process starts afresh,
 it shows growth that the data directory brings, such as recovery holding more); also
-the slope over the samples of the longest-lived process. For one process's memory over
+the slope over the samples of the longest-lived process. Each sample also scrapes the
+server's memory pools from /metrics into memory.csv (RocksDB's memtables, table
+readers, block cache and what is pinned in it; the state cache's bytes and keys; glibc's
+heap in use, held free and mmapped), so a rising RSS can be told apart from bounded pools
+filling. For one process's memory over
 the whole soak, leave kills out: `--nemesis pause,slow`. The last line is
 `RESULT nemesis seed=.. verdict=pass|fail ... rss_first_mib=.. rss_slope_mib_per_h=..`.
 
@@ -46,14 +50,44 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.reliability.nemesis import Config, NemesisRun
 
 
+#: The gauges of the server's own memory pools that memory.csv records beside its RSS: what
+#: RocksDB holds by kind, and the state cache, so a rising RSS can be told apart from
+#: bounded pools filling up.
+POOLS = (("stead_rocksdb_memory_bytes", "kind"), ("stead_state_cache_bytes", None),
+         ("stead_state_cache_keys", None), ("stead_malloc_bytes", "kind"))
+
+
+def scrape_pools(admin_url: str) -> dict[str, float]:
+    """The pool gauges of one /metrics scrape, by column name; {} if the server does not
+    answer within a second (paused or restarting)."""
+    try:
+        text = httpx.get(f"{admin_url}/metrics", timeout=1.0).text
+    except httpx.HTTPError:
+        return {}
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for name, label in POOLS:
+            if not line.startswith(name + ("{" if label else " ")):
+                continue
+            if label:
+                value = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+                found[f"{name.removeprefix('stead_').removesuffix('_bytes')}_{value}"] = float(line.rsplit(" ", 1)[1])
+            else:
+                found[name.removeprefix("stead_")] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
 class RssSampler(threading.Thread):
-    """Every `every` s, the VmRSS of the run's server process of the moment."""
+    """Every `every` s, the VmRSS of the run's server process of the moment, and (into
+    memory.csv) its memory pools' gauges."""
 
     def __init__(self, run: NemesisRun, every: float, path: Path) -> None:
         super().__init__(daemon=True)
@@ -63,7 +97,9 @@ class RssSampler(threading.Thread):
 
     def run(self) -> None:
         began = time.monotonic()
-        with open(self.path, "w") as out:
+        pools_path = self.path.with_name("memory.csv")
+        columns: list[str] | None = None
+        with open(self.path, "w") as out, open(pools_path, "w") as pools_out:
             out.write("seconds,pid,rss_kib\n")
             while not self._halt.wait(self.every):
                 proc = self.run_.server.proc
@@ -80,6 +116,14 @@ class RssSampler(threading.Thread):
                 self.samples.append(sample)
                 out.write(f"{sample[0]},{sample[1]},{sample[2]}\n")
                 out.flush()
+                pools = scrape_pools(self.run_.server.admin_url) if self.run_.server.admin_port else {}
+                if pools:
+                    if columns is None:
+                        columns = sorted(pools)
+                        pools_out.write(",".join(["seconds", "pid", "rss_kib", *columns]) + "\n")
+                    row = [str(v) for v in sample] + [str(int(pools.get(c, -1))) for c in columns]
+                    pools_out.write(",".join(row) + "\n")
+                    pools_out.flush()
 
     def stop(self) -> None:
         self._halt.set()

@@ -17,6 +17,11 @@ per core) keep the free memory of the writer's, RocksDB's and the worker threads
 heaps, where the next allocation can reuse it. An operator's own MALLOC_MMAP_THRESHOLD_ or
 MALLOC_ARENA_MAX (which glibc reads at process start) is left alone; on a libc other than
 glibc nothing is changed.
+
+`usage` reads glibc's own account of the heap (mallinfo2) for the metrics
+(`stead_malloc_bytes`): what is in use, what glibc holds free inside its arenas, and what
+is mmapped. Beside the resident size and the pools' gauges it tells memory that the
+process uses from memory that the allocator keeps.
 """
 
 from __future__ import annotations
@@ -34,13 +39,39 @@ MMAP_THRESHOLD = 512 * 1024
 ARENA_MAX = 2
 
 
-def tune() -> dict[str, int]:
-    """Apply the settings not already set by the environment; returns those applied."""
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _glibc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
-        return {}
-    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):  # glibc only
+        return None
+    return libc if hasattr(libc, "gnu_get_libc_version") else None
+
+
+_LIBC = _glibc()
+
+
+def usage() -> dict[str, int] | None:
+    """glibc's heap, in bytes: `in_use` (allocated from the arenas or by mmap), `free_held`
+    (free inside the arenas, not given back to the system) and `mmapped`; None on another
+    libc or a glibc without mallinfo2 (before 2.33)."""
+    if _LIBC is None or not hasattr(_LIBC, "mallinfo2"):
+        return None
+    mallinfo2 = _LIBC.mallinfo2
+    mallinfo2.argtypes = []
+    mallinfo2.restype = _Mallinfo2
+    m = mallinfo2()
+    return {"in_use": m.uordblks + m.hblkhd, "free_held": m.fordblks, "mmapped": m.hblkhd}
+
+
+def tune() -> dict[str, int]:
+    """Apply the settings not already set by the environment; returns those applied."""
+    libc = _LIBC
+    if libc is None or not hasattr(libc, "mallopt"):  # glibc only
         return {}
     mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

@@ -59,6 +59,9 @@ What each metric measures:
       if the core has it): memtables, table_readers, block_cache, block_cache_pinned (the
       last is part of block_cache); the process's resident memory beyond these is Python's
       and the allocator's
+  stead_malloc_bytes{kind}  glibc's heap (runtime/allocator.py `usage`, mallinfo2): in_use,
+      free_held (free inside its arenas, kept from the system) and mmapped; absent on
+      another libc
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFami
                                             Metric)
 from prometheus_client.utils import floatToGoString
 
-from runtime import _core
+from runtime import _core, allocator
 
 if TYPE_CHECKING:
     from runtime.invoker import Invoker
@@ -254,6 +257,13 @@ class Metrics:
             for kind, n in store.memory_usage():
                 rocksdb.add_metric([kind], n)
             yield rocksdb
+
+        heap = allocator.usage()
+        if heap is not None:
+            malloc = GaugeMetricFamily("stead_malloc_bytes", "glibc's heap by kind (mallinfo2)", labels=["kind"])
+            for kind, n in heap.items():
+                malloc.add_metric([kind], n)
+            yield malloc
 
         cache = invoker.cache
         yield _counter("stead_state_cache_hits", "Lookups of a key's state found in the cache", cache.hits)

@@ -8,6 +8,7 @@ port's GET /metrics."""
 from __future__ import annotations
 
 import asyncio
+import platform
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
@@ -312,6 +313,10 @@ def test_metrics_over_http_after_a_known_workload(make_server) -> None:  # type:
     assert value(m, "stead_commit_groups_total")
     assert value(m, "stead_rocksdb_memory_bytes", kind="memtables") > 0  # type: ignore[operator]
     assert value(m, "stead_invocations", status="running") == 0
+    if platform.libc_ver()[0] == "glibc":  # glibc's own account of its heap (mallinfo2)
+        in_use, held = value(m, "stead_malloc_bytes", kind="in_use"), value(m, "stead_malloc_bytes", kind="free_held")
+        assert in_use is not None and held is not None and in_use > 1 << 20 and held >= 0
+        assert value(m, "stead_malloc_bytes", kind="mmapped") is not None
 
 
 def test_the_state_cache_is_bounded_as_configured(make_server) -> None:  # type: ignore[no-untyped-def]
