@@ -244,9 +244,36 @@ impl Db {
         cf: Cf,
         prefix: &[u8],
         from: &[u8],
+        f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        self.scan(cf, prefix, from, true, f)
+    }
+
+    /// A scan of a whole table (every row under a table's prefix, from `from`), such as the
+    /// purge's, the metrics' counts or an admin listing: like [`Db::scan_prefix_from`], but
+    /// the blocks it reads do not enter the block cache, where a pass over every record
+    /// (completed ones included) would push out the hot blocks of running invocations and
+    /// their keys' state, and fill the cache to its bound with cold ones.
+    pub fn scan_table(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        self.scan(cf, prefix, from, false, f)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        fill_cache: bool,
         mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
         let mut ro = read_options();
+        ro.fill_cache(fill_cache);
         if let Some(end) = keys::prefix_end(prefix) {
             ro.set_iterate_upper_bound(end);
         }
@@ -426,5 +453,38 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, 9);
+    }
+
+    #[test]
+    fn a_whole_table_scan_leaves_the_block_cache_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut b = WriteBatch::default();
+        for i in 0..20_000u32 {
+            b.put_cf(db.cf(Cf::Invocations), keys::invocation(&format!("inv_{i:06}")), [i as u8; 100]);
+        }
+        db.write(b, false).unwrap();
+        db.db.flush_cf(db.cf(Cf::Invocations)).unwrap(); // into a table file, read through the cache
+        let cached = || db.memory_usage().into_iter().find(|(k, _)| *k == "block_cache").unwrap().1;
+        let count = |scan: &dyn Fn(&mut dyn FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()>| {
+            let mut n = 0;
+            scan(&mut |_, _| {
+                n += 1;
+                Ok(true)
+            })
+            .unwrap();
+            n
+        };
+        let before = cached();
+        let table = |f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>| {
+            db.scan_table(Cf::Invocations, &keys::INVOCATION, &keys::INVOCATION, f)
+        };
+        assert_eq!(count(&table), 20_000);
+        let after_table = cached();
+        // The data blocks (about 2 MB) stayed out; only index and filter blocks may have entered.
+        assert!(after_table - before < 256 << 10, "{before} -> {after_table}");
+        let prefix = |f: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>| db.scan_prefix(Cf::Invocations, &keys::INVOCATION, f);
+        assert_eq!(count(&prefix), 20_000);
+        assert!(cached() - after_table > 1 << 20, "a cached scan fills the cache: {after_table} -> {}", cached());
     }
 }

@@ -22,7 +22,7 @@ pub fn get(db: &Db, key: &[u8]) -> Result<Option<String>> {
 
 /// Every row: ((service, key, handler, idempotency key), invocation id), in key order.
 pub fn scan(db: &Db, mut f: impl FnMut((&str, &str, &str, &str), &str) -> Result<bool>) -> Result<()> {
-    db.scan_prefix(Cf::Idempotency, &keys::IDEMPOTENCY, |k, v| {
+    db.scan_table(Cf::Idempotency, &keys::IDEMPOTENCY, &keys::IDEMPOTENCY, |k, v| {
         let id = std::str::from_utf8(v).map_err(|_| Error::corrupt("idempotency value is not an invocation id"))?;
         f(keys::decode_idempotency(k)?, id)
     })

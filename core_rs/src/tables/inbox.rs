@@ -20,7 +20,7 @@ fn inv_id(v: &[u8]) -> Result<&str> {
 
 /// Every inbox row: (service, key, seq, invocation id), each key's rows in inbox order.
 pub fn scan(db: &Db, mut f: impl FnMut(&str, &str, u64, &str) -> Result<bool>) -> Result<()> {
-    db.scan_prefix(Cf::Inbox, &keys::INBOX, |k, v| {
+    db.scan_table(Cf::Inbox, &keys::INBOX, &keys::INBOX, |k, v| {
         let (service, key, seq) = keys::decode_inbox(k)?;
         f(service, key, seq, inv_id(v)?)
     })

@@ -34,7 +34,7 @@ pub fn peek_one(db: &Db, inv_id: &str) -> Result<Option<Peek>> {
 
 /// Every record in id order, until `f` returns `Ok(false)`.
 pub fn scan(db: &Db, mut f: impl FnMut(InvocationRecord) -> Result<bool>) -> Result<()> {
-    db.scan_prefix(Cf::Invocations, &keys::INVOCATION, |_, v| f(InvocationRecord::decode(v)?))
+    db.scan_table(Cf::Invocations, &keys::INVOCATION, &keys::INVOCATION, |_, v| f(InvocationRecord::decode(v)?))
 }
 
 /// Every record whose id sorts after `after` ("": from the first), in id order,
@@ -44,18 +44,18 @@ pub fn scan_after(db: &Db, after: &str, mut f: impl FnMut(InvocationRecord) -> R
     if !after.is_empty() {
         from.push(0); // the least key above `after`'s own
     }
-    db.scan_prefix_from(Cf::Invocations, &keys::INVOCATION, &from, |_, v| f(InvocationRecord::decode(v)?))
+    db.scan_table(Cf::Invocations, &keys::INVOCATION, &from, |_, v| f(InvocationRecord::decode(v)?))
 }
 
 /// Like [`scan`], but `f` sees the peeked fields and the raw record, and
 /// decodes only the records it keeps.
 pub fn scan_peek(db: &Db, mut f: impl FnMut(Peek, &[u8]) -> Result<bool>) -> Result<()> {
-    db.scan_prefix(Cf::Invocations, &keys::INVOCATION, |_, v| f(peek(v)?, v))
+    db.scan_table(Cf::Invocations, &keys::INVOCATION, &keys::INVOCATION, |_, v| f(peek(v)?, v))
 }
 
 /// Every record with its id (from the key) and raw bytes, in id order.
 pub fn scan_with_key(db: &Db, mut f: impl FnMut(&str, &[u8]) -> Result<bool>) -> Result<()> {
-    db.scan_prefix(Cf::Invocations, &keys::INVOCATION, |k, v| f(keys::decode_invocation(k)?, v))
+    db.scan_table(Cf::Invocations, &keys::INVOCATION, &keys::INVOCATION, |k, v| f(keys::decode_invocation(k)?, v))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub fn delete(c: &mut Commit, fire_ms: u64, inv_id: &str, entry: u32) {
 
 /// Every timer, earliest first.
 pub fn scan(db: &Db, mut f: impl FnMut(u64, &str, u32) -> Result<bool>) -> Result<()> {
-    db.scan_prefix(Cf::Timers, &keys::TIMER, |k, _| {
+    db.scan_table(Cf::Timers, &keys::TIMER, &keys::TIMER, |k, _| {
         let (fire_ms, id, entry) = keys::decode_timer(k)?;
         f(fire_ms, id, entry)
     })
