@@ -35,6 +35,7 @@ from grpclib.client import Channel, Stream
 from grpclib.const import Cardinality, Status
 from grpclib.metadata import decode_grpc_message
 from pysdk._deployment import wire
+from pysdk._deployment.eager import shielded
 from pysdk._proto.stead.deployment import v1 as pb
 from runtime.deployments import INVOKE_PATH, SESSION_PATH, Deployment, parse_uri
 
@@ -165,8 +166,9 @@ class Session:
         # A message leaves whole even if the attempt sending it is cancelled meanwhile
         # (killed, shut down): grpclib sends one larger than the flow-control window in
         # frames, waiting for the window in between, and half a message would make the
-        # rest of the stream garbage for every attempt on the session.
-        await asyncio.shield(self._write(data))
+        # rest of the stream garbage for every attempt on the session. (`shielded`: with
+        # no task of its own unless the write has to wait.)
+        await shielded(self._write(data))
 
     async def _write(self, data: bytes) -> None:
         assert self._stream is not None

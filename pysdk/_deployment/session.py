@@ -32,6 +32,7 @@ from grpclib.const import Status
 
 from .._proto.stead.deployment import v1 as pb
 from .._errors import Suspended
+from .eager import shielded
 from .stream import InvokeStream, StreamBackend, ended
 from .wire import MalformedMessage, decode, stream_id_of
 
@@ -123,8 +124,9 @@ class DeploymentSession:
         # A message leaves whole even if the attempt sending it is cancelled meanwhile
         # (closed by Stop): grpclib sends one larger than the flow-control window in
         # frames, waiting for the window in between, and half a message would make the
-        # rest of the stream garbage for every attempt on the session.
-        await asyncio.shield(self._write(data))
+        # rest of the stream garbage for every attempt on the session. (`shielded`: with
+        # no task of its own unless the write has to wait.)
+        await shielded(self._write(data))
 
     async def _write(self, data: bytes) -> None:
         async with self._send_lock:  # one writer at a time: messages must not interleave
