@@ -3,8 +3,10 @@
 
 The runtime opens the stream with Start; `InvokeStream.run` builds a pysdk
 `Machine` exactly as the in-process invoker does (runtime/invoker.py `_run`),
-with a `StreamBackend` as its `Backend`, runs the handler as a task, and a
-reader task dispatches what the runtime sends meanwhile:
+with a `StreamBackend` as its `Backend`, and runs the handler: on an Invoke
+stream in a task of its own while the stream's task reads what the runtime sends
+meanwhile; on a Session in the attempt's own task, the session's reader handing
+the runtime's messages over as they come. Either way they are dispatched so:
 
     runtime -> deployment             deployment -> runtime
     Start                             Flush{flush_id, entries, children}  (Backend.flush)
@@ -140,6 +142,7 @@ class StreamBackend:
         self._waiter: Optional[asyncio.Future[None]] = None
         self._workflow_runs: set[tuple[str, str]] = set()
         self._send_lock = asyncio.Lock()
+        self._closed = False  # `close` was called
 
     # ---- sending --------------------------------------------------------------------
 
@@ -237,7 +240,10 @@ class StreamBackend:
 
     def close(self, reason: type[BaseException]) -> None:
         """End the attempt: the machine journals nothing more, waits fail with `reason`,
-        and the handler task is cancelled."""
+        and the handler task is cancelled. Once closed, closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         m = self.machine
         if m is not None:
             m.close(reason)
@@ -246,7 +252,10 @@ class StreamBackend:
                 fut.set_exception(reason())
                 fut.exception()  # retrieved: nobody may be left to await it
         task = self.task
-        if task is not None and not task.done():
+        # Not the task that is closing it (a send that failed, in the handler's task): that
+        # one unwinds with the reason it raises, and a cancellation left pending in it would
+        # cancel whatever it awaits next.
+        if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
 
     def deliver(self, msg: pb.RuntimeMessage) -> None:
@@ -348,14 +357,18 @@ class InvokeStream:
             cancelled=start.cancelled, idempotency_key=start.idempotency_key,
         )
         backend.machine = machine
+        # A Session's SubStream hands the runtime's messages over as they come (`attach`),
+        # and the handler runs in this task; an Invoke stream is read by a task of its
+        # own, and the handler runs in another.
+        attach = getattr(stream, "attach", None)
+        if attach is not None:
+            end = await self._inline(backend, spec, machine, value, attach)
+            if end is not None and machine.closed is None:
+                await self._end(end)
+            return
         loop = asyncio.get_running_loop()
         task = backend.task = loop.create_task(self._attempt(spec, machine, value))
-        # A Session's SubStream hands the runtime's messages over as they come (`attach`);
-        # an Invoke stream is read by a task of its own.
-        attach = getattr(stream, "attach", None)
-        reader = None if attach is not None else loop.create_task(self._read(backend))
-        if attach is not None:
-            attach(backend)
+        reader = loop.create_task(self._read(backend))
         try:
             await asyncio.wait((task,))
         except asyncio.CancelledError:
@@ -364,18 +377,47 @@ class InvokeStream:
             await asyncio.wait((task,))
             raise
         finally:
-            if reader is not None:
-                reader.cancel()
-                try:
-                    await reader
-                except BaseException:  # noqa: BLE001 - its end is of no interest any more
-                    pass
+            reader.cancel()
+            try:
+                await reader
+            except BaseException:  # noqa: BLE001 - its end is of no interest any more
+                pass
             machine.attempt_ended()
         if task.cancelled():
             return
         end = task.result()
         if end is not None and machine.closed is None:
             await self._end(end)
+
+    async def _inline(self, backend: StreamBackend, spec: Any, machine: Machine, value: Any,
+                      attach: Any) -> Optional[pb.End]:
+        """Run the handler in this task (a Session's attempt): `_attempt`'s End, or None.
+
+        Closing the attempt (Stop, the session's end, a shutdown) cancels this task while
+        the handler runs, as it cancels the handler's own task on an Invoke stream; the
+        handler unwinds and `_attempt` returns None. That cancellation is the close's, so
+        it is taken back (`uncancel`); a cancellation from elsewhere (the server's, the
+        loop's) is not swallowed. Once the handler is done, a close cancels nothing."""
+        task = asyncio.current_task()
+        assert task is not None
+        attach(backend)  # what came while Start was read: a Stop among it closes at once
+        if machine.closed is not None:
+            machine.attempt_ended()
+            return None
+        backend.task = task
+        try:
+            # A cancellation from outside, with the machine open, is raised: `_attempt`
+            # closes the machine first.
+            end = await self._attempt(spec, machine, value)
+        finally:
+            backend.task = None
+            machine.attempt_ended()
+        if machine.closed is not None and task.cancelling():
+            # The close's cancellation (one: a closed backend cancels nothing more); if
+            # another was asked for besides it, that one is raised.
+            if task.uncancel() > 0:
+                raise asyncio.CancelledError()
+        return end
 
     async def _end(self, end: pb.End) -> None:
         try:
