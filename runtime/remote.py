@@ -5,9 +5,10 @@ the invoker runs it in the same attempt loop, with the same `Attempt` as its
 backend, and it answers the invoker and the `Attempt` through the same surface
 (`state`, `take_pending`, `take_children`, `complete`, `cancel`, `close`,
 `closed`, `awaiting`). Its `run` opens one stream to the deployment (a SubStream of
-the deployment's Session, or an Invoke stream of its own for a deployment that
-speaks protocol version 1 only: runtime/sessions.py) and turns what the deployment's machine sends into what the in-process machine would
-have done:
+the deployment's Session, conversed on in the attempt's own task; or an Invoke
+stream of its own, in a task of its own, for a deployment that speaks protocol
+version 1 only: runtime/sessions.py) and turns what the deployment's machine sends
+into what the in-process machine would have done:
 
     Flush       -> Attempt.flush (one commit: journal, state effects, callees),
                    then Ack once durable
@@ -24,9 +25,8 @@ fails the attempt with an ordinary error: the retry policy applies and the next
 attempt resumes from the journal, which holds only what was committed.
 
 The barrier (DESIGN.md): every message to the deployment leaves through
-`_deliver` (Start from the stream's task, the rest in order from one sender task,
-started with the first of them),
-which first waits until everything the attempt has observed is durable
+`_deliver` (Start from the conversation's task, the rest in order from one sender
+task, started with the first of them), which first waits until everything the attempt has observed is durable
 (`commits.wait(attempt.observed)`): the eager state of Start, peeked promises,
 and, because they are delivered only after their commit is, completions and acks.
 So a step body that runs on the deployment never gets ahead of an fsync.
@@ -53,7 +53,7 @@ from pysdk._proto.stead.deployment import v1 as pb
 from runtime import _core
 from runtime.backend import Killed, Paused, Refused, refusal
 from runtime.deployments import Catalog, Deployment
-from runtime.sessions import DeploymentError, MessageTooLarge, UndecodableMessage, _refusal
+from runtime.sessions import DeploymentError, MessageTooLarge, SubStream, UndecodableMessage, _refusal
 
 if TYPE_CHECKING:
     from runtime.backend import Attempt
@@ -126,6 +126,7 @@ class RemoteMachine:
         self._out: asyncio.Queue[Optional[pb.RuntimeMessage]] = asyncio.Queue()
         self._task: Optional[asyncio.Task[Any]] = None
         self._stream: Any = None  # once Start has gone
+        self._sub: Optional[SubStream] = None  # on a Session
         self._sender: Optional[asyncio.Task[None]] = None
         self._suspender: Optional[asyncio.Task[None]] = None
 
@@ -163,6 +164,9 @@ class RemoteMachine:
         task = self._task
         if task is not None and task is not asyncio.current_task() and not task.done():
             task.cancel()  # `_converse` settles `run`'s outcome with `reason`
+        sub = self._sub
+        if sub is not None:
+            sub.deliver(reason())  # `_run_on`'s receive raises it
 
     def attempt_ended(self) -> None:
         pass
@@ -178,10 +182,14 @@ class RemoteMachine:
         """The attempt's output; TerminalError, or another exception to retry; the close
         reason if the attempt was closed (suspended, killed).
 
-        The stream lives in a task of its own (`_converse`), which settles `outcome` as
-        soon as End arrives and then ends the stream (our end, the deployment's trailers)
-        while the invoker already commits the outcome: the stream's teardown is not on
-        the invocation's path."""
+        On a Session (`_run_on`), in the attempt's own task. On an Invoke stream, the
+        stream lives in a task of its own (`_converse`), which settles `outcome` as soon as
+        End arrives and then ends the stream (our end, the deployment's trailers) while
+        the invoker already commits the outcome: the stream's teardown is not on the
+        invocation's path."""
+        sub = self.invoker.remote_channels.session_sub(self.dep)
+        if sub is not None:
+            return await self._run_on(sub)
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[bytes] = loop.create_future()
         task = self._task = self.invoker.remote_channels.spawn(self._converse(outcome))
@@ -190,6 +198,41 @@ class RemoteMachine:
         except asyncio.CancelledError:
             task.cancel()  # the invocation itself was cancelled (shutdown), or the stream
             raise
+
+    async def _run_on(self, sub: SubStream) -> bytes:
+        """The conversation on a Session's SubStream, in the attempt's task: no task of its
+        own, and nothing to tear down but the SubStream. A close wakes the receive with its
+        reason (`close`); a cancellation of the attempt's task (a shutdown, an abort) is
+        raised as it is, the invoker telling by `closed` which it was."""
+        self._sub = sub
+        try:
+            if self._closed is not None:
+                raise self._closed()
+            try:
+                await self._deliver(sub, pb.RuntimeMessage(start=self._start()))
+            except _core.StorageError:
+                raise  # the barrier's wait failed: nothing was sent
+            except Exception as exc:  # noqa: BLE001 - the session's failure comes to the receiver
+                log.debug("deployment %s: sending Start failed: %r", self.dep.id, exc)
+            self._stream = sub
+            if not self._out.empty():
+                self._start_sender()
+            try:
+                return await self._receive(sub)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - what `run` raises for it
+                failure = self._failure(exc)
+                if failure is exc:
+                    raise
+                raise failure from None
+        finally:
+            self._stream = None
+            self._stop_suspender()
+            sender = self._sender
+            if sender is not None and not sender.done():
+                self._out.put_nowait(None)  # it ends once what is queued (a Stop, say) has gone
+            sub.leave()
 
     async def _converse(self, outcome: "asyncio.Future[bytes]") -> None:
         try:

@@ -264,14 +264,21 @@ class Channels:
             channel = self._channels[dep.id] = Channel(host, port, codec=self.codec)
         return channel
 
+    def session_sub(self, dep: Deployment) -> Optional[SubStream]:
+        """A SubStream for one attempt on `dep`'s Session (opened if need be), or None for a
+        deployment that speaks version 1 only (`open` then). The caller leaves it."""
+        if dep.protocol_version < SESSION_VERSION:
+            return None
+        session = self._sessions.get(dep.id)
+        if session is None or session.over:
+            session = self._sessions[dep.id] = Session(self, dep)
+        return session.open_sub()
+
     @contextlib.asynccontextmanager
     async def open(self, dep: Deployment) -> AsyncIterator[Any]:
         """A stream for one attempt on `dep` (see the module docstring)."""
-        if dep.protocol_version >= SESSION_VERSION:
-            session = self._sessions.get(dep.id)
-            if session is None or session.over:
-                session = self._sessions[dep.id] = Session(self, dep)
-            sub = session.open_sub()
+        sub = self.session_sub(dep)
+        if sub is not None:
             try:
                 yield sub
             finally:
