@@ -243,11 +243,31 @@ def _decode(data: bytes, pos: int, end: int, p: Plan, depth: int) -> Any:
         if number == 0:
             raise MalformedMessage(f"{p.name}: field number 0")
         f = by_number.get(number)
-        what = f.what if f is not None else f"{p.name} field {number}"
-        value, start, stop, pos = read_value(data, pos, end, wire, what)
         if f is None:
+            value, start, stop, pos = read_value(data, pos, end, wire, f"{p.name} field {number}")
             unknown += data[key_start:pos]  # as it came, as betterproto2 keeps it
             continue
+        what = f.what
+        # read_value's two common cases inline, a one-byte length or varint first (what it
+        # raises for bad input is read_value's and _varint's, word for word)
+        if wire == _LEN:
+            if pos < end and data[pos] < 0x80:
+                n, start = data[pos], pos + 1
+            else:
+                n, start = _varint(data, pos, end, what)
+            if n > end - start:
+                raise MalformedMessage(f"{what}: {n} bytes claimed, {end - start} left in the message")
+            value, stop = 0, start + n
+            pos = stop
+        elif wire == _VARINT:
+            if pos < end and data[pos] < 0x80:
+                value = data[pos]
+                pos += 1
+            else:
+                value, pos = _varint(data, pos, end, what)
+            start = stop = pos
+        else:
+            value, start, stop, pos = read_value(data, pos, end, wire, what)
         if f.group is not None:
             if groups is None:
                 groups = {}
