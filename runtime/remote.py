@@ -365,6 +365,26 @@ class RemoteMachine:
         await self.invoker.commits.wait(self.attempt.observed)
         await stream.send_message(msg)
 
+    async def _reply(self, stream: Any, msg: pb.RuntimeMessage) -> None:
+        """An answer of the conversation to the deployment (an Ack, a PeekResult). On a
+        Session, sent from the conversation's own task, through the barrier as ever,
+        without the sender's turn of the loop: a step's Ack is on the handler's path. It
+        may pass what the sender has queued (a Completion, say), which is as good: each
+        message waits for its own barrier, and the deployment matches each by its id. A
+        failed send is the session's failure, which the receive raises next. On an
+        Invoke stream, through the sender, the one writer of the stream."""
+        if stream is not self._sub:
+            self._send(msg)
+            return
+        if self._closed is not None:
+            return
+        try:
+            await self._deliver(stream, msg)
+        except _core.StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - told by the receive
+            log.debug("deployment %s: a reply was not sent: %r", self.dep.id, exc)
+
     async def _receive(self, stream: Any) -> bytes:
         attempt = self.attempt
         while True:
@@ -383,7 +403,7 @@ class RemoteMachine:
                 if refused:
                     self.close(ReplayRequested)
                     raise ReplayRequested()
-                self._send(pb.RuntimeMessage(ack=pb.Ack(flush_id=body.flush_id)))
+                await self._reply(stream, pb.RuntimeMessage(ack=pb.Ack(flush_id=body.flush_id)))
             elif which == "await_":
                 self.awaiting = list(body.indexes)
                 self._suspender = asyncio.create_task(self._suspend_later())
@@ -391,7 +411,7 @@ class RemoteMachine:
             elif which == "peek_promise":
                 outcome, seq = self.invoker.store.peek_promise(self.inv.service, self.inv.key, body.name)
                 attempt.observe(seq)
-                self._send(pb.RuntimeMessage(peek_result=pb.PeekResult(
+                await self._reply(stream, pb.RuntimeMessage(peek_result=pb.PeekResult(
                     request_id=body.request_id, outcome=None if outcome is None else completion_to_msg(0, outcome))))
             elif which == "end":
                 return await self._end(body)
