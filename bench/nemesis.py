@@ -24,7 +24,8 @@ the slope over the samples of the longest-lived process. Each sample also scrape
 server's memory pools from /metrics into memory.csv (RocksDB's memtables, table
 readers, block cache and what is pinned in it; the state cache's bytes and keys; glibc's
 heap in use, held free and mmapped), so a rising RSS can be told apart from bounded pools
-filling. For one process's memory over
+filling: the summary adds the first, last and slope of "the rest" (RSS minus the pools
+with a bound: memtables, block cache, state cache) over the longest-lived process. For one process's memory over
 the whole soak, leave kills out: `--nemesis pause,slow`. The last line is
 `RESULT nemesis seed=.. verdict=pass|fail ... rss_first_mib=.. rss_slope_mib_per_h=..`.
 
@@ -85,6 +86,14 @@ def scrape_pools(admin_url: str) -> dict[str, float]:
     return found
 
 
+MIB = 1024 * 1024
+#: The pools with a configured bound (memory.csv's columns): RocksDB's memtables (the
+#: write buffer manager's 64 MiB) and block cache (32 MiB, what is pinned included), and
+#: the state cache (--state-cache-size). RSS minus these, "the rest", is the process's own
+#: memory, which a long run must keep flat while the pools fill towards their bounds.
+BOUNDED = ("rocksdb_memory_memtables", "rocksdb_memory_block_cache", "state_cache_bytes")
+
+
 class RssSampler(threading.Thread):
     """Every `every` s, the VmRSS of the run's server process of the moment, and (into
     memory.csv) its memory pools' gauges."""
@@ -93,6 +102,8 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.run_, self.every, self.path = run, every, path
         self.samples: list[tuple[float, int, int]] = []  # (s since start, pid, KiB)
+        # (s since start, pid, MiB of RSS beyond the bounded pools: see `summary`)
+        self.rest: list[tuple[float, int, float]] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -122,6 +133,8 @@ class RssSampler(threading.Thread):
                         columns = sorted(pools)
                         pools_out.write(",".join(["seconds", "pid", "rss_kib", *columns]) + "\n")
                     row = [str(v) for v in sample] + [str(int(pools.get(c, -1))) for c in columns]
+                    pooled = sum(pools.get(k, 0.0) for k in BOUNDED)
+                    self.rest.append((sample[0], sample[1], sample[2] / 1024 - pooled / MIB))
                     pools_out.write(",".join(row) + "\n")
                     pools_out.flush()
 
@@ -138,7 +151,13 @@ class RssSampler(threading.Thread):
         for t, pid, kib in s:
             by_pid.setdefault(pid, []).append((t, kib / 1024))
         longest = max(by_pid.values(), key=lambda xs: xs[-1][0] - xs[0][0])
-        return {"rss_samples": len(s), "rss_first_mib": round(mib[0], 1), "rss_max_mib": round(max(mib), 1),
+        rest: dict[str, Any] = {}
+        if self.rest:
+            pid = max(by_pid, key=lambda p: by_pid[p][-1][0] - by_pid[p][0][0])
+            mine = [(t, m) for t, p, m in self.rest if p == pid]
+            rest = {"rest_first_mib": round(mine[0][1], 1), "rest_last_mib": round(mine[-1][1], 1),
+                    "rest_slope_mib_per_h": _slope(mine)} if mine else {}
+        return {**rest, "rss_samples": len(s), "rss_first_mib": round(mib[0], 1), "rss_max_mib": round(max(mib), 1),
                 "rss_last_mib": round(mib[-1], 1),
                 "rss_slope_mib_per_h": _slope([(t, m) for (t, _, _), m in zip(s, mib)]),
                 "processes": len(by_pid), "longest_process_s": round(longest[-1][0] - longest[0][0], 1),
