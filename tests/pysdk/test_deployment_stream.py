@@ -1,5 +1,7 @@
-"""The deployment's Invoke stream (pysdk/_deployment/stream.py), over a real grpclib
-server on a free loopback port, with a real grpclib client playing the runtime."""
+"""The deployment's attempts (pysdk/_deployment/stream.py), over a real grpclib server on
+a free loopback port, with a real grpclib client playing the runtime: every test runs
+on an Invoke stream of its own (protocol version 1) and on a Session (version 2,
+pysdk/_deployment/session.py, where the handler runs in the attempt's task)."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +19,8 @@ from pysdk import (Context, ObjectContext, RetryableError, Service, TerminalErro
                    WorkflowContext, WorkflowSharedContext, app)
 from pysdk._deployment.convert import (completion_to_msg, directory_of_app, directory_to_msg, entry_from_msg,
                                        entry_to_msg)
-from pysdk._deployment.server import INVOKE_PATH, DeploymentServer
+from pysdk._deployment.server import INVOKE_PATH, SESSION_PATH, DeploymentServer
+from pysdk._deployment.wire import StrictCodec, decode
 from pysdk._entries import CALL, PEEK_PROMISE, RUN, SET_STATE, SLEEP
 from pysdk._proto.stead.deployment import v1 as pb
 
@@ -111,6 +114,18 @@ def _reset_runs() -> None:
     runs.clear()
 
 
+PROTOCOL = "invoke"
+
+
+@pytest.fixture(autouse=True, params=["invoke", "session"])
+def _protocol(request: pytest.FixtureRequest) -> Any:
+    """Which stream `Runtime` opens: an Invoke stream, or an attempt on a Session."""
+    global PROTOCOL
+    PROTOCOL = request.param
+    yield
+    PROTOCOL = "invoke"
+
+
 def arun(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 30))
 
@@ -119,7 +134,7 @@ def arun(coro: Any) -> Any:
 async def deployment() -> AsyncIterator[tuple[DeploymentServer, Channel]]:
     server = DeploymentServer(APP)
     port = await server.start("127.0.0.1", 0)
-    channel = Channel("127.0.0.1", port)
+    channel = Channel("127.0.0.1", port, codec=StrictCodec())  # Session messages are bytes
     try:
         yield server, channel
     finally:
@@ -127,7 +142,11 @@ async def deployment() -> AsyncIterator[tuple[DeploymentServer, Channel]]:
         await server.shutdown(grace=1.0)
 
 
-class Runtime:
+def Runtime(channel: Channel) -> Any:  # noqa: N802 - stands for either class
+    return SessionRuntime(channel) if PROTOCOL == "session" else InvokeRuntime(channel)
+
+
+class InvokeRuntime:
     """The runtime's end of one Invoke stream; what the deployment sends is queued."""
 
     def __init__(self, channel: Channel) -> None:
@@ -185,6 +204,43 @@ class Runtime:
     async def silent(self, seconds: float = 0.3) -> None:
         await asyncio.sleep(seconds)
         assert self.queue.empty(), f"expected nothing, got {self.queue.get_nowait()}"
+
+
+class SessionRuntime(InvokeRuntime):
+    """The runtime's end of one attempt (stream_id 1) on a Session of its own: what the
+    deployment sends for it is queued as on an Invoke stream; its end is End, Closed, or
+    the end of the session."""
+
+    STREAM_ID = 1
+
+    async def __aenter__(self) -> "SessionRuntime":
+        self._cm = self.channel.request(SESSION_PATH, Cardinality.STREAM_STREAM, bytes, bytes)
+        self.stream = await self._cm.__aenter__()
+        await self.stream.send_request()
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                data = await self.stream.recv_message()
+                if data is None:
+                    break
+                msg = decode(data, pb.DeploymentMessage)
+                assert msg.stream_id == self.STREAM_ID, msg
+                which, value = betterproto2.which_one_of(msg, "message")
+                if which == "closed":
+                    self.status = (value.code, value.message)
+                    break
+                await self.queue.put((which, value))
+                if which == "end":
+                    break
+        except Exception as exc:  # noqa: BLE001 - reported as the end of the attempt
+            self.status = exc
+        await self.queue.put((None, None))
+
+    async def send(self, **message: Any) -> None:
+        await self.stream.send_message(bytes(pb.RuntimeMessage(stream_id=self.STREAM_ID, **message)))
 
 
 def entries(msgs: list[pb.Entry]) -> list[tuple]:
@@ -465,7 +521,7 @@ def test_shutdown_drops_attempts_after_the_grace_period() -> None:
     async def main() -> None:
         server = DeploymentServer(APP)
         port = await server.start("127.0.0.1", 0)
-        channel = Channel("127.0.0.1", port)
+        channel = Channel("127.0.0.1", port, codec=StrictCodec())
         try:
             async with Runtime(channel) as rt:
                 await rt.start("Steps", "nap")
@@ -501,5 +557,48 @@ def test_many_concurrent_invocations() -> None:
             outs = await asyncio.gather(*(one(channel, i) for i in range(50)))
             assert outs == [b'"awake"'] * 50
             assert runs["nap_after"] == 50
+
+    arun(main())
+
+
+def test_a_stopped_attempt_leaves_its_session_serving_the_next(_protocol: Any) -> None:
+    """On a Session the handler runs in the attempt's own task, which a Stop cancels while
+    the handler waits: the cancellation is the close's, taken back once the handler has
+    unwound, so the attempt ends with Closed OK and the session goes on serving."""
+    if PROTOCOL != "session":
+        pytest.skip("a Session's attempts")
+
+    async def main() -> None:
+        async with deployment() as (server, channel):
+            async with channel.request(SESSION_PATH, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
+                await stream.send_request()
+
+                async def send(stream_id: int, **message: Any) -> None:
+                    await stream.send_message(bytes(pb.RuntimeMessage(stream_id=stream_id, **message)))
+
+                async def recv() -> tuple[int, str, Any]:
+                    msg = decode(await asyncio.wait_for(stream.recv_message(), 5), pb.DeploymentMessage)
+                    return (msg.stream_id, *betterproto2.which_one_of(msg, "message"))
+
+                start = dict(protocol_version=2, invocation_id="inv_1test", directory=directory_of_app(APP))
+                await send(1, start=pb.Start(service="Steps", handler="nap", **start))
+                sid, which, flush = await recv()
+                assert (sid, which) == (1, "flush")
+                await send(1, ack=pb.Ack(flush_id=flush.flush_id))
+                assert (await recv())[:2] == (1, "await_")
+                await send(1, stop=pb.Stop(reason=pb.StopReason.SUSPENDED))
+                sid, which, closed = await recv()
+                assert (sid, which, closed.code) == (1, "closed", 0)
+                assert runs["nap_after"] == 0
+
+                await send(2, start=pb.Start(service="Steps", handler="two_steps", input=b'"bo"', **start))
+                for _ in range(2):
+                    sid, which, flush = await recv()
+                    assert (sid, which) == (2, "flush")
+                    await send(2, ack=pb.Ack(flush_id=flush.flush_id))
+                sid, which, end = await recv()
+                assert (sid, which, end.output) == (2, "end", b'"hello bo!"')
+                assert not server.service.active
+                await stream.end()
 
     arun(main())
