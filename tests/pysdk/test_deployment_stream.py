@@ -561,13 +561,11 @@ def test_many_concurrent_invocations() -> None:
     arun(main())
 
 
+@pytest.mark.parametrize("_protocol", ["session"], indirect=True)
 def test_a_stopped_attempt_leaves_its_session_serving_the_next(_protocol: Any) -> None:
     """On a Session the handler runs in the attempt's own task, which a Stop cancels while
     the handler waits: the cancellation is the close's, taken back once the handler has
     unwound, so the attempt ends with Closed OK and the session goes on serving."""
-    if PROTOCOL != "session":
-        pytest.skip("a Session's attempts")
-
     async def main() -> None:
         async with deployment() as (server, channel):
             async with channel.request(SESSION_PATH, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
