@@ -25,8 +25,9 @@ fails the attempt with an ordinary error: the retry policy applies and the next
 attempt resumes from the journal, which holds only what was committed.
 
 The barrier (DESIGN.md): every message to the deployment leaves through
-`_deliver` (Start from the conversation's task, the rest in order from one sender
-task, started with the first of them), which first waits until everything the attempt has observed is durable
+`_deliver` (Start, and on a Session the conversation's own answers, from the
+conversation's task; the rest in order from one sender task, started with the first
+of them), which first waits until everything the attempt has observed is durable
 (`commits.wait(attempt.observed)`): the eager state of Start, peeked promises,
 and, because they are delivered only after their commit is, completions and acks.
 So a step body that runs on the deployment never gets ahead of an fsync.

@@ -149,14 +149,15 @@ def Runtime(channel: Channel) -> Any:  # noqa: N802 - stands for either class
 class InvokeRuntime:
     """The runtime's end of one Invoke stream; what the deployment sends is queued."""
 
+    PATH, TYPES = INVOKE_PATH, (pb.RuntimeMessage, pb.DeploymentMessage)
+
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.queue: asyncio.Queue[tuple[Optional[str], Any]] = asyncio.Queue()
         self.status: Any = None
 
-    async def __aenter__(self) -> "Runtime":
-        self._cm = self.channel.request(INVOKE_PATH, Cardinality.STREAM_STREAM, pb.RuntimeMessage,
-                                        pb.DeploymentMessage)
+    async def __aenter__(self) -> "InvokeRuntime":
+        self._cm = self.channel.request(self.PATH, Cardinality.STREAM_STREAM, *self.TYPES)
         self.stream = await self._cm.__aenter__()
         await self.stream.send_request()
         self._reader = asyncio.create_task(self._read())
@@ -211,14 +212,8 @@ class SessionRuntime(InvokeRuntime):
     deployment sends for it is queued as on an Invoke stream; its end is End, Closed, or
     the end of the session."""
 
+    PATH, TYPES = SESSION_PATH, (bytes, bytes)
     STREAM_ID = 1
-
-    async def __aenter__(self) -> "SessionRuntime":
-        self._cm = self.channel.request(SESSION_PATH, Cardinality.STREAM_STREAM, bytes, bytes)
-        self.stream = await self._cm.__aenter__()
-        await self.stream.send_request()
-        self._reader = asyncio.create_task(self._read())
-        return self
 
     async def _read(self) -> None:
         try:
