@@ -207,6 +207,9 @@ class RemoteMachine:
         raised as it is, the invoker telling by `closed` which it was."""
         self._sub = sub
         try:
+            # The session opened (the first attempt on it waits for that) before Start is
+            # built and passes the barrier, which drops it if the attempt was closed meanwhile.
+            await sub.session.opened()
             if self._closed is not None:
                 raise self._closed()
             try:
@@ -364,6 +367,8 @@ class RemoteMachine:
         """The one way a message reaches the deployment, through the barrier: nothing
         leaves before what the attempt has seen is durable."""
         await self.invoker.commits.wait(self.attempt.observed)
+        if self._closed is not None and msg.stop is None:
+            return  # closed while it waited: a closed attempt sends nothing but its Stop
         await stream.send_message(msg)
 
     async def _reply(self, stream: Any, msg: pb.RuntimeMessage) -> None:

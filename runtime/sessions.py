@@ -158,9 +158,13 @@ class Session:
         self.subs[sub.stream_id] = sub
         return sub
 
-    async def send(self, data: bytes) -> None:
+    async def opened(self) -> None:
+        """Once the Session call is open (or failed to open: `send` raises the failure)."""
         if not self._opened.done():
             await asyncio.shield(self._opened)
+
+    async def send(self, data: bytes) -> None:
+        await self.opened()
         if self._failure is not None:
             raise self._failure
         # A message leaves whole even if the attempt sending it is cancelled meanwhile
