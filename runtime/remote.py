@@ -212,15 +212,7 @@ class RemoteMachine:
             await sub.session.opened()
             if self._closed is not None:
                 raise self._closed()
-            try:
-                await self._deliver(sub, pb.RuntimeMessage(start=self._start()))
-            except _core.StorageError:
-                raise  # the barrier's wait failed: nothing was sent
-            except Exception as exc:  # noqa: BLE001 - the session's failure comes to the receiver
-                log.debug("deployment %s: sending Start failed: %r", self.dep.id, exc)
-            self._stream = sub
-            if not self._out.empty():
-                self._start_sender()
+            await self._begin(sub)
             try:
                 return await self._receive(sub)
             except asyncio.CancelledError:
@@ -241,20 +233,7 @@ class RemoteMachine:
     async def _converse(self, outcome: "asyncio.Future[bytes]") -> None:
         try:
             async with self.invoker.remote_channels.open(self.dep) as stream:
-                # Start leaves at once (through the barrier, as every message does); what
-                # follows it goes through the sender's queue.
-                try:
-                    await self._deliver(stream, pb.RuntimeMessage(start=self._start()))
-                except _core.StorageError:
-                    raise  # the barrier's wait failed: nothing was sent
-                except Exception as exc:  # noqa: BLE001 - told by the receiver, below
-                    # The deployment may have refused the call already (a trailers-only
-                    # UNAUTHENTICATED, say) and reset the stream: its status, which the
-                    # receiver reads next, is what tells the attempt's failure, not this.
-                    log.debug("deployment %s: sending Start failed: %r", self.dep.id, exc)
-                self._stream = stream
-                if not self._out.empty():
-                    self._start_sender()
+                await self._begin(stream)
                 try:
                     self._settle(outcome, await self._receive(stream))
                 except grpclib.exceptions.StreamTerminatedError as exc:
@@ -274,6 +253,22 @@ class RemoteMachine:
             sender = self._sender
             if sender is not None and not sender.done():
                 sender.cancel()
+
+    async def _begin(self, stream: Any) -> None:
+        """Send Start at once (through the barrier, as every message goes); what follows
+        it goes through the sender's queue from now on. A failed send is not raised here:
+        the receive, next, tells the attempt's failure (the session's, or the status of a
+        deployment that refused the call and reset the stream, a trailers-only
+        UNAUTHENTICATED say), which is the one that says what happened."""
+        try:
+            await self._deliver(stream, pb.RuntimeMessage(start=self._start()))
+        except _core.StorageError:
+            raise  # the barrier's wait failed: nothing was sent
+        except Exception as exc:  # noqa: BLE001 - told by the receive
+            log.debug("deployment %s: sending Start failed: %r", self.dep.id, exc)
+        self._stream = stream
+        if not self._out.empty():
+            self._start_sender()
 
     async def _end_stream(self, stream: Any) -> None:
         """End our side of the stream (grpclib requires it of an Invoke stream before the

@@ -230,28 +230,18 @@ impl Db {
 
     /// Calls `f(key, value)` for every row whose key starts with `prefix`, in key
     /// order, until `f` returns `Ok(false)`.
-    pub fn scan_prefix(&self, cf: Cf, prefix: &[u8], f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
-        self.scan_prefix_from(cf, prefix, prefix, f)
-    }
-
-    /// Like [`Db::scan_prefix`], starting at the first key `>= from` (a cursor).
     ///
     /// The iterator reads from the implicit snapshot it takes when created: the
     /// rows seen are those of the commits written by then, and the writer is
     /// never held up by it.
-    pub fn scan_prefix_from(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        from: &[u8],
-        f: impl FnMut(&[u8], &[u8]) -> Result<bool>,
-    ) -> Result<()> {
-        self.scan(cf, prefix, from, true, f)
+    pub fn scan_prefix(&self, cf: Cf, prefix: &[u8], f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        self.scan(cf, prefix, prefix, true, f)
     }
 
-    /// A scan of a whole table (every row under a table's prefix, from `from`), such as the
-    /// purge's, the metrics' counts or an admin listing: like [`Db::scan_prefix_from`], but
-    /// the blocks it reads do not enter the block cache, where a pass over every record
+    /// A scan of a whole table (every row under a table's prefix, from the first key
+    /// `>= from`, a cursor), such as the purge's, the metrics' counts or an admin
+    /// listing: like [`Db::scan_prefix`], but the blocks it reads do not enter the block
+    /// cache, where a pass over every record
     /// (completed ones included) would push out the hot blocks of running invocations and
     /// their keys' state, and fill the cache to its bound with cold ones.
     pub fn scan_table(
