@@ -9,7 +9,15 @@ and prints the latency percentiles of one exchange as a RESULT line for each:
   send a Start, read the End, end the stream;
 - `grpc_session_floor`: a Start and its End on a Session opened once (version 2, what
   the runtime uses): W1R's floor, since a remote cart add needs one such exchange plus
-  the runtime's own work.
+  the runtime's own work;
+- `grpc_steps_floor`: W4R's conversation on that Session, the same eight messages: Start,
+  then three times a Flush of one step's entry and its Ack, then End. A remote checkout
+  needs all of them in turn (a step's body may not run before the previous step is
+  durable, and the deployment learns that only from its Ack), plus the runtime's commits.
+
+So W1 + `grpc_session_floor` and W4 + `grpc_steps_floor` of the same run are what W1R
+and W4R would cost if the runtime and the deployment did nothing but cross this stack
+(bench/run.py reports them beside W1R and W4R).
 
     python bench/grpc_floor.py --iterations 2000
 """
@@ -34,9 +42,11 @@ from grpclib.const import Cardinality, Handler  # noqa: E402
 from grpclib.server import Server, Stream  # noqa: E402
 
 from pysdk._deployment.wire import StrictCodec, decode  # noqa: E402
+from pysdk._entries import RUN  # noqa: E402
 from pysdk._proto.stead.deployment import v1 as pb  # noqa: E402
 
 INVOKE = "/stead.deployment.v1.Deployment/Invoke"
+W4_STEPS = 3
 SESSION = "/stead.deployment.v1.Deployment/Session"
 
 
@@ -50,9 +60,22 @@ class Echo:
         await stream.send_message(pb.DeploymentMessage(end=pb.End(output=b"1")))
 
     async def session(self, stream: Stream) -> None:
+        """A Start with a journal of `steps` entries names how many steps to take: one
+        Flush per step, each after the previous one's Ack, then End."""
+        steps: dict[int, int] = {}  # stream_id -> steps left
         while (data := await stream.recv_message()) is not None:
             msg = decode(data, pb.RuntimeMessage)
-            await stream.send_message(bytes(pb.DeploymentMessage(stream_id=msg.stream_id, end=pb.End(output=b"1"))))
+            sid = msg.stream_id
+            if msg.start is not None:
+                steps[sid] = len(msg.start.journal)
+            left = steps.pop(sid)
+            if left:
+                steps[sid] = left - 1
+                entry = pb.Entry(kind=RUN, name="charge", value=b'"c-order-17"')
+                reply = pb.DeploymentMessage(stream_id=sid, flush=pb.Flush(flush_id=left, entries=[entry]))
+            else:
+                reply = pb.DeploymentMessage(stream_id=sid, end=pb.End(output=b'"r-o1c-o1s-o1"'))
+            await stream.send_message(bytes(reply))
 
 
 async def serve(port: int) -> None:
@@ -69,18 +92,30 @@ async def client(port: int, iterations: int, state_bytes: int) -> tuple[list[flo
         input=b'"item"', state=[pb.StateValue(name="items", value=b"x" * state_bytes)]))
     invoke = await invokes(channel, start, iterations)
     start.start.protocol_version = 2
-    session = []
     async with channel.request(SESSION, Cardinality.STREAM_STREAM, bytes, bytes) as stream:
         await stream.send_request()
-        for i in range(iterations):
-            t0 = time.perf_counter()
-            start.stream_id = i + 1
-            await stream.send_message(bytes(start))
-            decode(await stream.recv_message(), pb.DeploymentMessage)
-            session.append((time.perf_counter() - t0) * 1000)
+        session = await conversations(stream, start, iterations, 0)
+        checkout = pb.RuntimeMessage(start=pb.Start(
+            protocol_version=2, invocation_id="inv_" + "1" * 32, service="Checkout", handler="pay",
+            input=b'"o1"', journal=[pb.Entry(kind=RUN, name="step")] * W4_STEPS))
+        steps = await conversations(stream, checkout, iterations, iterations)
         await stream.end()
     channel.close()
-    return invoke, session
+    return invoke, session, steps
+
+
+async def conversations(stream, start: pb.RuntimeMessage, iterations: int, first_id: int) -> list[float]:
+    """`iterations` conversations in a row: Start, an Ack for each Flush, until End."""
+    out = []
+    for i in range(iterations):
+        t0 = time.perf_counter()
+        start.stream_id = sid = first_id + i + 1
+        await stream.send_message(bytes(start))
+        while (msg := decode(await stream.recv_message(), pb.DeploymentMessage)).flush is not None:
+            await stream.send_message(bytes(pb.RuntimeMessage(stream_id=sid, ack=pb.Ack(flush_id=msg.flush.flush_id))))
+        assert msg.end is not None
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
 
 
 async def invokes(channel: Channel, start: pb.RuntimeMessage, iterations: int) -> list[float]:
@@ -120,7 +155,7 @@ def main() -> int:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
-    for name, lat in zip(("grpc_floor", "grpc_session_floor"), runs):
+    for name, lat in zip(("grpc_floor", "grpc_session_floor", "grpc_steps_floor"), runs):
         lat = lat[len(lat) // 10:]  # the first tenth warms up
         q = statistics.quantiles(lat, n=1000)
         print(f"RESULT {name} p50_ms={statistics.median(lat):.3f} p90_ms={q[899]:.3f} p99_ms={q[989]:.3f} "

@@ -7,6 +7,9 @@ One command (`bench/run`, which activates .venv and runs this file):
      ingress, measured with the W1 shape (wrk -t1 -c1, 5 s warm-up, then 20 s).
    - fsync floor: 4 KiB write + fsync (overwrite in place) and 4 KiB append + fdatasync
      (what a WAL does), ~2000 iterations each, in bench/out/, where the data dirs live.
+   - gRPC floors (bench/grpc_floor.py): W1R's exchange and W4R's conversation on the
+     grpclib stack against a peer that answers at once; with W1 and W4 of the same run
+     they give W1R's and W4R's stack floors (what crossing the stack alone adds).
 2. Each workload against a FRESH `stead serve` (new data dir under bench/out/, health
    polled, SIGTERM afterwards), with the exact wrk shape and the shared Lua script.
    W3 then checks Cart/hot/count against wrk's ok2xx; W5 checks that no response was 2xx.
@@ -252,6 +255,23 @@ def http_floor(args, run_dir: Path, log) -> dict:
                        args.duration or WORKLOADS["W1"][3], log)
 
 
+def grpc_floors(iterations: int, log) -> dict[str, dict]:
+    """bench/grpc_floor.py's RESULT lines: grpc_floor, grpc_session_floor, grpc_steps_floor."""
+    cmd = [sys.executable, "bench/grpc_floor.py", "--iterations", str(iterations)]
+    log(f"$ {' '.join(cmd)}")
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    log(proc.stdout + proc.stderr)
+    results = parse_results(proc.stdout)
+    if proc.returncode != 0 or len(results) != 3:
+        raise RuntimeError(f"grpc_floor failed (rc={proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return results
+
+
+# Each remote workload, the in-process workload it adds a deployment to, and the gRPC
+# floor of the messages it needs (bench/grpc_floor.py).
+STACK_FLOORS = {"W1R": ("W1", "grpc_session_floor"), "W4R": ("W4", "grpc_steps_floor")}
+
+
 # ---------------------------------------------------------------- workloads
 
 def run_workload(wid: str, args, run_dir: Path, stamp: str, log) -> dict:
@@ -406,16 +426,40 @@ def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
             lines.append(f"| {name} | {fmt(f['p50_ms'])} | {fmt(f['p90_ms'])} | {fmt(f['p99_ms'])} "
                          f"| {fmt(f['mean_ms'])} "
                          f"| {fmt(f['max_ms'])} | {f['iterations']} |")
+    if "grpc" in floors:
+        lines += ["", "| gRPC floor (bench/grpc_floor.py) | p50 ms | p90 ms | p99 ms | iterations |",
+                  "|---|---|---|---|---|"]
+        for name, f in floors["grpc"].items():
+            lines.append(f"| {name} | {fmt(f['p50_ms'])} | {fmt(f['p90_ms'])} | {fmt(f['p99_ms'])} "
+                         f"| {f['iterations']} |")
+        stack = stack_floors(floors["grpc"], results)
+        if stack:
+            lines += ["", "| remote workload | p50 ms | stack floor ms (in-process p50 + gRPC floor p50) "
+                          "| above the floor ms |", "|---|---|---|---|"]
+            lines += [f"| {wid} | {fmt(p50)} | {fmt(floor)} ({base} {fmt(base_p50)} + {grpc} {fmt(grpc_p50)}) "
+                      f"| {fmt(p50 - floor)} |" for wid, p50, floor, base, base_p50, grpc, grpc_p50 in stack]
     checks = [f"- {wid}: {results[wid]['check']}" for wid in results if "check" in results[wid]]
     if "sample" in results.get("W5", {}):
         checks.append(f"- W5 sample: {results['W5']['sample']}")
     if checks:
         lines += ["", "Checks:", *checks]
-    raw = [r["line"] for r in ([floors.get("http")] + list(results.values())) if r and "line" in r]
+    raw = [r["line"] for r in ([floors.get("http"), *floors.get("grpc", {}).values()] + list(results.values()))
+           if r and "line" in r]
     if "sample" in results.get("W5", {}):
         raw.append(f"SAMPLE w5_saga {results['W5']['sample']}")
     lines += ["", "```", *raw, "```", "", ""]
     return "\n".join(lines)
+
+
+def stack_floors(grpc: dict, results: dict) -> list[tuple]:
+    """(workload, its p50, its stack floor, the in-process workload and its p50, the gRPC
+    floor and its p50) for each remote workload measured with its in-process one."""
+    out = []
+    for wid, (base, name) in STACK_FLOORS.items():
+        r, b, g = results.get(wid, {}), results.get(base, {}), grpc.get(name, {})
+        if "p50_ms" in r and "p50_ms" in b and "p50_ms" in g:
+            out.append((wid, r["p50_ms"], b["p50_ms"] + g["p50_ms"], base, b["p50_ms"], name, g["p50_ms"]))
+    return out
 
 
 def prepend_results(section: str) -> None:
@@ -438,6 +482,7 @@ def parse_args(argv=None):
                                                 "(default 5, or min(5, --duration))")
     p.add_argument("--durability", choices=["sync", "wal"], default="sync")
     p.add_argument("--fsync-iterations", type=int, default=2000)
+    p.add_argument("--grpc-iterations", type=int, default=2000)
     p.add_argument("--no-write", action="store_true", help="do not touch bench/RESULTS.md")
     p.add_argument("--keep-data", action="store_true", help="keep the data dirs in bench/out/")
     p.add_argument("--tracing", action="store_true",
@@ -486,6 +531,14 @@ def main(argv=None) -> int:
             print("  " + floors["http"]["line"], flush=True)
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
             floors["http"], failed = {"error": str(exc)}, True
+            print(f"  failed: {exc}", flush=True)
+        print(f"gRPC floors (bench/grpc_floor.py, {args.grpc_iterations} iterations)...", flush=True)
+        try:
+            floors["grpc"] = grpc_floors(args.grpc_iterations, log)
+            for f in floors["grpc"].values():
+                print("  " + f["line"], flush=True)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            failed = True
             print(f"  failed: {exc}", flush=True)
     for wid in WORKLOADS:
         if wid not in args.only:
