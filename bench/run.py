@@ -256,20 +256,22 @@ def http_floor(args, run_dir: Path, log) -> dict:
 
 
 def grpc_floors(iterations: int, log) -> dict[str, dict]:
-    """bench/grpc_floor.py's RESULT lines: grpc_floor, grpc_session_floor, grpc_steps_floor."""
+    """bench/grpc_floor.py's RESULT lines (its SHAPES): grpc_floor, grpc_session_floor,
+    grpc_steps_floor, and the last two without HTTP/2 (raw_session_floor, raw_steps_floor)."""
     cmd = [sys.executable, "bench/grpc_floor.py", "--iterations", str(iterations)]
     log(f"$ {' '.join(cmd)}")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     log(proc.stdout + proc.stderr)
     results = parse_results(proc.stdout)
-    if proc.returncode != 0 or len(results) != 3:
+    if proc.returncode != 0 or len(results) != 5:
         raise RuntimeError(f"grpc_floor failed (rc={proc.returncode}): {proc.stderr.strip()[-500:]}")
     return results
 
 
-# Each remote workload, the in-process workload it adds a deployment to, and the gRPC
-# floor of the messages it needs (bench/grpc_floor.py).
-STACK_FLOORS = {"W1R": ("W1", "grpc_session_floor"), "W4R": ("W4", "grpc_steps_floor")}
+# Each remote workload, the in-process workload it adds a deployment to, and the floors of
+# the messages it needs (bench/grpc_floor.py): on gRPC, and on plain TCP without HTTP/2.
+STACK_FLOORS = {"W1R": ("W1", "grpc_session_floor", "raw_session_floor"),
+                "W4R": ("W4", "grpc_steps_floor", "raw_steps_floor")}
 
 
 # ---------------------------------------------------------------- workloads
@@ -427,7 +429,7 @@ def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
                          f"| {fmt(f['mean_ms'])} "
                          f"| {fmt(f['max_ms'])} | {f['iterations']} |")
     if "grpc" in floors:
-        lines += ["", "| gRPC floor (bench/grpc_floor.py) | p50 ms | p90 ms | p99 ms | iterations |",
+        lines += ["", "| exchange floors (bench/grpc_floor.py) | p50 ms | p90 ms | p99 ms | iterations |",
                   "|---|---|---|---|---|"]
         for name, f in floors["grpc"].items():
             lines.append(f"| {name} | {fmt(f['p50_ms'])} | {fmt(f['p90_ms'])} | {fmt(f['p99_ms'])} "
@@ -435,9 +437,10 @@ def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
         stack = stack_floors(floors["grpc"], results)
         if stack:
             lines += ["", "| remote workload | p50 ms | stack floor ms (in-process p50 + gRPC floor p50) "
-                          "| above the floor ms |", "|---|---|---|---|"]
+                          "| above the floor ms | the same floor without HTTP/2 ms |", "|---|---|---|---|---|"]
             lines += [f"| {wid} | {fmt(p50)} | {fmt(floor)} ({base} {fmt(base_p50)} + {grpc} {fmt(grpc_p50)}) "
-                      f"| {fmt(p50 - floor)} |" for wid, p50, floor, base, base_p50, grpc, grpc_p50 in stack]
+                      f"| {fmt(p50 - floor)} | {fmt(raw)} ({base} + {raw_name} {fmt(raw - base_p50)}) |"
+                      for wid, p50, floor, base, base_p50, grpc, grpc_p50, raw, raw_name in stack]
     checks = [f"- {wid}: {results[wid]['check']}" for wid in results if "check" in results[wid]]
     if "sample" in results.get("W5", {}):
         checks.append(f"- W5 sample: {results['W5']['sample']}")
@@ -453,12 +456,15 @@ def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
 
 def stack_floors(grpc: dict, results: dict) -> list[tuple]:
     """(workload, its p50, its stack floor, the in-process workload and its p50, the gRPC
-    floor and its p50) for each remote workload measured with its in-process one."""
+    floor and its p50, the stack floor without HTTP/2 and the raw floor's name) for each
+    remote workload measured with its in-process one."""
     out = []
-    for wid, (base, name) in STACK_FLOORS.items():
-        r, b, g = results.get(wid, {}), results.get(base, {}), grpc.get(name, {})
-        if "p50_ms" in r and "p50_ms" in b and "p50_ms" in g:
-            out.append((wid, r["p50_ms"], b["p50_ms"] + g["p50_ms"], base, b["p50_ms"], name, g["p50_ms"]))
+    for wid, (base, name, raw_name) in STACK_FLOORS.items():
+        r, b, g, raw = (results.get(wid, {}), results.get(base, {}), grpc.get(name, {}),
+                        grpc.get(raw_name, {}))
+        if all("p50_ms" in x for x in (r, b, g, raw)):
+            out.append((wid, r["p50_ms"], b["p50_ms"] + g["p50_ms"], base, b["p50_ms"], name, g["p50_ms"],
+                        b["p50_ms"] + raw["p50_ms"], raw_name))
     return out
 
 
