@@ -53,8 +53,8 @@ from pysdk._entries import RUN  # noqa: E402
 from pysdk._proto.stead.deployment import v1 as pb  # noqa: E402
 
 INVOKE = "/stead.deployment.v1.Deployment/Invoke"
-W4_STEPS = 3
 SESSION = "/stead.deployment.v1.Deployment/Session"
+W4_STEPS = 3  # Checkout/pay's steps (../shared/bench/WORKLOADS.md)
 
 
 class Echo:
@@ -140,10 +140,10 @@ async def client(port: int, raw_port: int, iterations: int, state_bytes: int) ->
     channel.close()
     reader, writer = await asyncio.open_connection("127.0.0.1", raw_port)
     raw = RawStream(reader, writer)
-    raw_session = await conversations(raw, start, iterations, 0)
+    raw_exchange = await conversations(raw, start, iterations, 0)
     raw_steps = await conversations(raw, checkout, iterations, iterations)
     writer.close()
-    return [invoke, session, steps, raw_session, raw_steps]
+    return [invoke, session, steps, raw_exchange, raw_steps]
 
 
 SHAPES = ("grpc_floor", "grpc_session_floor", "grpc_steps_floor", "raw_session_floor", "raw_steps_floor")

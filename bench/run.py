@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -263,8 +264,10 @@ def grpc_floors(iterations: int, log) -> dict[str, dict]:
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     log(proc.stdout + proc.stderr)
     results = parse_results(proc.stdout)
-    if proc.returncode != 0 or len(results) != 5:
-        raise RuntimeError(f"grpc_floor failed (rc={proc.returncode}): {proc.stderr.strip()[-500:]}")
+    missing = {name for _, *names in STACK_FLOORS.values() for name in names} - results.keys()
+    if proc.returncode != 0 or missing:
+        raise RuntimeError(f"grpc_floor failed (rc={proc.returncode}, missing {sorted(missing)}): "
+                           f"{proc.stderr.strip()[-500:]}")
     return results
 
 
@@ -272,6 +275,22 @@ def grpc_floors(iterations: int, log) -> dict[str, dict]:
 # the messages it needs (bench/grpc_floor.py): on gRPC, and on plain TCP without HTTP/2.
 STACK_FLOORS = {"W1R": ("W1", "grpc_session_floor", "raw_session_floor"),
                 "W4R": ("W4", "grpc_steps_floor", "raw_steps_floor")}
+
+
+class StackFloor(NamedTuple):
+    """A remote workload's p50 beside what its in-process twin and its messages cost."""
+    workload: str
+    p50: float
+    base: str  # the in-process workload
+    base_p50: float
+    grpc: str  # its messages' floor on gRPC
+    grpc_p50: float
+    raw: str  # the same without HTTP/2
+    raw_p50: float
+
+    @property
+    def floor(self) -> float:
+        return self.base_p50 + self.grpc_p50
 
 
 # ---------------------------------------------------------------- workloads
@@ -438,9 +457,9 @@ def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
         if stack:
             lines += ["", "| remote workload | p50 ms | stack floor ms (in-process p50 + gRPC floor p50) "
                           "| above the floor ms | the same floor without HTTP/2 ms |", "|---|---|---|---|---|"]
-            lines += [f"| {wid} | {fmt(p50)} | {fmt(floor)} ({base} {fmt(base_p50)} + {grpc} {fmt(grpc_p50)}) "
-                      f"| {fmt(p50 - floor)} | {fmt(raw)} ({base} + {raw_name} {fmt(raw - base_p50)}) |"
-                      for wid, p50, floor, base, base_p50, grpc, grpc_p50, raw, raw_name in stack]
+            lines += [f"| {f.workload} | {fmt(f.p50)} | {fmt(f.floor)} ({f.base} {fmt(f.base_p50)} + {f.grpc} "
+                      f"{fmt(f.grpc_p50)}) | {fmt(f.p50 - f.floor)} | {fmt(f.base_p50 + f.raw_p50)} ({f.base} + "
+                      f"{f.raw} {fmt(f.raw_p50)}) |" for f in stack]
     checks = [f"- {wid}: {results[wid]['check']}" for wid in results if "check" in results[wid]]
     if "sample" in results.get("W5", {}):
         checks.append(f"- W5 sample: {results['W5']['sample']}")
@@ -454,17 +473,14 @@ def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
     return "\n".join(lines)
 
 
-def stack_floors(grpc: dict, results: dict) -> list[tuple]:
-    """(workload, its p50, its stack floor, the in-process workload and its p50, the gRPC
-    floor and its p50, the stack floor without HTTP/2 and the raw floor's name) for each
-    remote workload measured with its in-process one."""
+def stack_floors(grpc: dict, results: dict) -> list[StackFloor]:
+    """Each remote workload measured with its in-process twin, beside its floors."""
     out = []
     for wid, (base, name, raw_name) in STACK_FLOORS.items():
         r, b, g, raw = (results.get(wid, {}), results.get(base, {}), grpc.get(name, {}),
                         grpc.get(raw_name, {}))
         if all("p50_ms" in x for x in (r, b, g, raw)):
-            out.append((wid, r["p50_ms"], b["p50_ms"] + g["p50_ms"], base, b["p50_ms"], name, g["p50_ms"],
-                        b["p50_ms"] + raw["p50_ms"], raw_name))
+            out.append(StackFloor(wid, r["p50_ms"], base, b["p50_ms"], name, g["p50_ms"], raw_name, raw["p50_ms"]))
     return out
 
 
