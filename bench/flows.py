@@ -426,11 +426,7 @@ def render(stamp: str, args, info: dict, floors: dict, timers: dict, calls: dict
         if "p50_ms" in d and "p50_ms" in c:
             lines += ["", f"call / direct: p50 ×{c['p50_ms'] / d['p50_ms']:.2f}, p99 ×{c['p99_ms'] / d['p99_ms']:.2f}"]
     if "fsync" in floors:
-        lines += ["", "| fsync floor (4 KiB) | p50 ms | p90 ms | p99 ms | mean ms | max ms | iterations |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, f in floors["fsync"].items():
-            lines.append(f"| {name} | {fmt(f['p50_ms'])} | {fmt(f['p90_ms'])} | {fmt(f['p99_ms'])} "
-                         f"| {fmt(f['mean_ms'])} | {fmt(f['max_ms'])} | {f['iterations']} |")
+        lines += harness.fsync_table(floors["fsync"])
     checks = [f"- timer {th}: completed {r['completed']}/{r['count']}, errors "
               f"{r['errors'] or 'none'}, server log errors {r['log_problems']}: {'yes' if r['ok'] else 'NO'}"
               for th, r in timers.items() if "ok" in r]

@@ -441,12 +441,7 @@ def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
                      f"| {fmt(r['p99.9_ms'])} | {fmt(r['rps'], 0)} | {r['requests']} | {r['non2xx']} "
                      f"| {target} | {met} | {RESTATE_REF.get(wid, '')} |")
     if "fsync" in floors:
-        lines += ["", "| fsync floor (4 KiB) | p50 ms | p90 ms | p99 ms | mean ms | max ms | iterations |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, f in floors["fsync"].items():
-            lines.append(f"| {name} | {fmt(f['p50_ms'])} | {fmt(f['p90_ms'])} | {fmt(f['p99_ms'])} "
-                         f"| {fmt(f['mean_ms'])} "
-                         f"| {fmt(f['max_ms'])} | {f['iterations']} |")
+        lines += fsync_table(floors["fsync"])
     if "grpc" in floors:
         lines += ["", "| exchange floors (bench/grpc_floor.py) | p50 ms | p90 ms | p99 ms | iterations |",
                   "|---|---|---|---|---|"]
@@ -471,6 +466,16 @@ def render(stamp: str, args, info: dict, floors: dict, results: dict) -> str:
         raw.append(f"SAMPLE w5_saga {results['W5']['sample']}")
     lines += ["", "```", *raw, "```", "", ""]
     return "\n".join(lines)
+
+
+def fsync_table(fsync: dict[str, dict]) -> list[str]:
+    """The fsync floors as a table, after a blank line (bench/flows.py reports them too)."""
+    lines = ["", "| fsync floor (4 KiB) | p50 ms | p90 ms | p99 ms | mean ms | max ms | iterations |",
+             "|---|---|---|---|---|---|---|"]
+    for name, f in fsync.items():
+        lines.append(f"| {name} | {fmt(f['p50_ms'])} | {fmt(f['p90_ms'])} | {fmt(f['p99_ms'])} "
+                     f"| {fmt(f['mean_ms'])} | {fmt(f['max_ms'])} | {f['iterations']} |")
+    return lines
 
 
 def stack_floors(grpc: dict, results: dict) -> list[StackFloor]:
